@@ -1,0 +1,169 @@
+/**
+ * Guest RAM: anonymous mmap'd regions at guest-physical addresses, with bounds-checked reads and
+ * writes. An access outside RAM throws {@link GuestMemoryError} and never touches host memory.
+ * @module
+ */
+import { GuestMemoryError, KvmError } from '../errors';
+import { libc, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, nativeView, PROT_READ, PROT_WRITE } from '../hypervisor/kvm/libc';
+import type { RamRegion } from '../arch/ArchLayout';
+
+/** Largest single JS view over guest RAM; regions are viewed in chunks of this size. */
+const CHUNK = 1 << 30;
+
+/** One mmap'd region of guest RAM. */
+export interface GuestRegion {
+  readonly guestAddress: number;
+  readonly size: number;
+  /** Host virtual address of the mapping (for KVM_SET_USER_MEMORY_REGION and worker views). */
+  readonly hostAddress: number | bigint;
+}
+
+interface Chunk {
+  start: number; // guest-physical
+  end: number;
+  bytes: Uint8Array;
+}
+
+/** Guest-physical memory. */
+export class GuestMemory {
+  readonly regions: readonly GuestRegion[];
+  private readonly chunks: Chunk[] = [];
+  private freed = false;
+
+  private constructor(regions: GuestRegion[], private readonly owned: boolean) {
+    this.regions = regions;
+    for (const r of regions) {
+      for (let off = 0; off < r.size; off += CHUNK) {
+        const len = Math.min(CHUNK, r.size - off);
+        const host = BigInt(r.hostAddress) + BigInt(off);
+        this.chunks.push({ start: r.guestAddress + off, end: r.guestAddress + off + len, bytes: new Uint8Array(nativeView(host, len)) });
+      }
+    }
+  }
+
+  /** mmap anonymous memory for each region. Regions must not overlap. */
+  static allocate(ram: readonly RamRegion[]): GuestMemory {
+    const sorted = [...ram].sort((a, b) => a.guestAddress - b.guestAddress);
+    for (let i = 1; i < sorted.length; i++) {
+      if (sorted[i].guestAddress < sorted[i - 1].guestAddress + sorted[i - 1].size) {
+        throw new RangeError(`guest RAM regions overlap at 0x${sorted[i].guestAddress.toString(16)}`);
+      }
+    }
+    const regions: GuestRegion[] = [];
+    try {
+      for (const r of sorted) {
+        const addr = libc().mmap(0, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (BigInt(addr) === MAP_FAILED) throw new KvmError('mmap(guest RAM)', libc().errno(), `cannot map ${r.size} bytes of guest RAM (errno ${libc().errno()})`);
+        regions.push({ guestAddress: r.guestAddress, size: r.size, hostAddress: addr });
+      }
+    } catch (e) {
+      for (const r of regions) libc().munmap(r.hostAddress, r.size);
+      throw e;
+    }
+    return new GuestMemory(regions, true);
+  }
+
+  /**
+   * Views over RAM that another GuestMemory owns (e.g. in a vCPU worker thread, from the host
+   * addresses passed in workerData). `free()` on such an instance only drops the views.
+   */
+  static fromMapped(regions: readonly GuestRegion[]): GuestMemory {
+    return new GuestMemory([...regions], false);
+  }
+
+  /** Total RAM in bytes. */
+  get size(): number {
+    return this.regions.reduce((s, r) => s + r.size, 0);
+  }
+
+  private chunkFor(addr: number, len: number): Chunk {
+    if (this.freed) throw new GuestMemoryError(BigInt(addr), len, 'guest memory was released (the VM has ended)');
+    if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(len) || addr < 0 || len < 0) {
+      throw new GuestMemoryError(BigInt(Math.max(0, Math.trunc(addr) || 0)), len, `invalid guest address/length ${addr}/${len}`);
+    }
+    // Few chunks (one per GiB): linear scan is fine.
+    for (const c of this.chunks) {
+      if (addr >= c.start && addr < c.end) {
+        if (addr + len > c.end) {
+          // Allowed only if the next chunk is contiguous; callers of slice() need one chunk.
+          throw new GuestMemoryError(BigInt(addr), len, `guest range 0x${addr.toString(16)}+${len} crosses a RAM region or view boundary`);
+        }
+        return c;
+      }
+    }
+    throw new GuestMemoryError(BigInt(addr), len);
+  }
+
+  /** True when `[addr, addr+len)` is entirely guest RAM. */
+  contains(addr: number, len: number): boolean {
+    let a = addr;
+    let left = len;
+    while (left > 0) {
+      const c = this.chunks.find((ch) => a >= ch.start && a < ch.end);
+      if (!c) return false;
+      const n = Math.min(left, c.end - a);
+      a += n;
+      left -= n;
+    }
+    return addr >= 0 && len >= 0 && !this.freed;
+  }
+
+  /** A zero-copy view of `[addr, addr+len)`; the range must lie in one RAM chunk. */
+  slice(addr: number, len: number): Uint8Array {
+    const c = this.chunkFor(addr, len);
+    return c.bytes.subarray(addr - c.start, addr - c.start + len);
+  }
+
+  /** Copy `data` into guest RAM at `addr` (may span chunks of one contiguous region). */
+  write(addr: number, data: Uint8Array): void {
+    if (!this.contains(addr, data.length)) throw new GuestMemoryError(BigInt(addr), data.length);
+    let done = 0;
+    while (done < data.length) {
+      const a = addr + done;
+      const c = this.chunkFor(a, 0);
+      const n = Math.min(data.length - done, c.end - a);
+      c.bytes.set(data.subarray(done, done + n), a - c.start);
+      done += n;
+    }
+  }
+
+  /** Copy `len` bytes out of guest RAM at `addr`. */
+  read(addr: number, len: number): Uint8Array {
+    if (!this.contains(addr, len)) throw new GuestMemoryError(BigInt(addr), len);
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const a = addr + done;
+      const c = this.chunkFor(a, 0);
+      const n = Math.min(len - done, c.end - a);
+      out.set(c.bytes.subarray(a - c.start, a - c.start + n), done);
+      done += n;
+    }
+    return out;
+  }
+
+  private dv(addr: number, len: number): DataView {
+    const s = this.slice(addr, len);
+    return new DataView(s.buffer, s.byteOffset, len);
+  }
+
+  readU8(addr: number): number { return this.slice(addr, 1)[0]; }
+  readU16(addr: number): number { return this.dv(addr, 2).getUint16(0, true); }
+  readU32(addr: number): number { return this.dv(addr, 4).getUint32(0, true); }
+  readU64(addr: number): bigint { return this.dv(addr, 8).getBigUint64(0, true); }
+  writeU8(addr: number, v: number): void { this.slice(addr, 1)[0] = v; }
+  writeU16(addr: number, v: number): void { this.dv(addr, 2).setUint16(0, v, true); }
+  writeU32(addr: number, v: number): void { this.dv(addr, 4).setUint32(0, v >>> 0, true); }
+  writeU64(addr: number, v: bigint): void { this.dv(addr, 8).setBigUint64(0, v, true); }
+
+  /**
+   * Unmap the RAM. Call only after every vCPU thread has ended and no view is in use: a view over
+   * unmapped memory crashes the process (KOFFI-NOTES.md). Later accesses throw.
+   */
+  free(): void {
+    if (this.freed) return;
+    this.freed = true;
+    this.chunks.length = 0;
+    if (this.owned) for (const r of this.regions) libc().munmap(r.hostAddress, r.size);
+  }
+}

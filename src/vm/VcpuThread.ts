@@ -1,0 +1,155 @@
+/**
+ * The main thread's handle on one vCPU worker: starts it, serves its device accesses from the
+ * mailbox, kicks it out of KVM_RUN, pauses, resumes and stops it.
+ * @module
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { KICK_SIGNAL, libc, nativeView } from '../hypervisor/kvm/libc';
+import type { Vcpu } from '../hypervisor/Hypervisor';
+import type { GuestRegion } from '../memory/GuestMemory';
+import { ACCESS, MB, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
+
+/** Serves one device access; for reads, returns the value (up to 8 bytes, little-endian). */
+export type AccessHandler = (kind: number, addr: number, size: number, value: bigint) => bigint | void;
+
+let workerPath: string | undefined;
+
+/** Locate the built worker script (dist/vcpu-worker.js beside this bundle, or the package's dist/). */
+export function vcpuWorkerPath(): string {
+  if (workerPath) return workerPath;
+  const here = typeof __filename === 'string' ? dirname(__filename) : dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, 'vcpu-worker.js'), join(here, '..', '..', 'dist', 'vcpu-worker.js'), join(here, '..', 'dist', 'vcpu-worker.js')];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) throw new Error(`kvmkit's vCPU worker script is missing (looked in ${candidates.join(', ')}); run \`npm run build\``);
+  workerPath = found;
+  return found;
+}
+
+/** A running vCPU worker. */
+export class VcpuThread {
+  private readonly mb: Int32Array;
+  private readonly runBytes: Uint8Array;
+  readonly worker: Worker;
+  private serving = true;
+  /** Resolves with the worker's final message. */
+  readonly exited: Promise<VcpuWorkerMessage & { type: 'exit' }>;
+
+  constructor(
+    readonly vcpu: Vcpu,
+    portMap: SharedArrayBuffer,
+    regions: readonly GuestRegion[],
+    paravirtual: boolean,
+    private readonly handler: AccessHandler,
+    onMessage: (m: VcpuWorkerMessage) => void,
+  ) {
+    const mailbox = new SharedArrayBuffer(MB.LENGTH * 4);
+    this.mb = new Int32Array(mailbox);
+    this.runBytes = new Uint8Array(nativeView(vcpu.runAddress, vcpu.runSize));
+    const wd: VcpuWorkerData = {
+      vcpuId: vcpu.id, fd: vcpu.fd, runAddress: vcpu.runAddress, runSize: vcpu.runSize, mailbox, portMap,
+      regions: regions.map((r) => ({ ...r })), paravirtual,
+    };
+    this.worker = new Worker(vcpuWorkerPath(), { workerData: wd, name: `vcpu${vcpu.id}` });
+    this.exited = new Promise((resolve) => {
+      let final: (VcpuWorkerMessage & { type: 'exit' }) | undefined;
+      this.worker.on('message', (m: VcpuWorkerMessage) => {
+        if (m.type === 'exit') final = m;
+        onMessage(m);
+      });
+      this.worker.on('error', (err) => {
+        final ??= { type: 'exit', reason: 'crash', detail: { reason: `vCPU worker failed: ${err.message}`, vcpu: vcpu.id, registers: {} } };
+      });
+      this.worker.on('exit', () => {
+        this.serving = false;
+        Atomics.notify(this.mb, MB.REQ_SEQ);
+        resolve(final ?? { type: 'exit', reason: 'stopped' });
+      });
+    });
+    void this.serve();
+  }
+
+  /** The worker's state slot (see VcpuRunState). */
+  get state(): number {
+    return Atomics.load(this.mb, MB.STATE);
+  }
+
+  /** Port accesses answered in the worker because no device is mapped there. */
+  get unhandledAccesses(): number {
+    return Atomics.load(this.mb, MB.UNHANDLED);
+  }
+
+  private async serve(): Promise<void> {
+    let seen = 0;
+    while (this.serving) {
+      const w = Atomics.waitAsync(this.mb, MB.REQ_SEQ, seen);
+      if (w.async) await w.value;
+      const cur = Atomics.load(this.mb, MB.REQ_SEQ);
+      if (cur === seen) continue;
+      seen = cur;
+      const kind = this.mb[MB.KIND];
+      const addr = (this.mb[MB.ADDR_LO] >>> 0) + (this.mb[MB.ADDR_HI] >>> 0) * 0x1_0000_0000;
+      const size = this.mb[MB.SIZE];
+      const value = BigInt(this.mb[MB.DATA_LO] >>> 0) | (BigInt(this.mb[MB.DATA_HI] >>> 0) << 32n);
+      let result: bigint | void = undefined;
+      try {
+        result = this.handler(kind, addr, size, value);
+      } catch {
+        // A device must never fail the VMM; the handler reports its own errors. Reads see all ones.
+        result = kind === ACCESS.PIO_READ || kind === ACCESS.MMIO_READ ? -1n : undefined;
+      }
+      if (typeof result === 'bigint') {
+        this.mb[MB.DATA_LO] = Number(result & 0xffff_ffffn) | 0;
+        this.mb[MB.DATA_HI] = Number((result >> 32n) & 0xffff_ffffn) | 0;
+      }
+      Atomics.add(this.mb, MB.RESP_SEQ, 1);
+      Atomics.notify(this.mb, MB.RESP_SEQ);
+    }
+  }
+
+  /** Force the vCPU out of KVM_RUN (immediate_exit + a signal to its thread). Synchronous, safe to call on process exit. */
+  kick(): void {
+    this.runBytes[1] = 1; // kvm_run.immediate_exit
+    const tid = Atomics.load(this.mb, MB.TID);
+    if (tid > 0 && this.state !== VcpuRunState.EXITED) libc().tgkill(libc().getpid(), tid, KICK_SIGNAL);
+  }
+
+  /** Ask the worker to leave its loop; resolves when the thread has ended. */
+  async stop(): Promise<void> {
+    Atomics.store(this.mb, MB.STOP, 1);
+    Atomics.notify(this.mb, MB.PAUSE);
+    this.kick();
+    const timer = setInterval(() => this.kick(), 20); // a kick can race with entry into KVM_RUN
+    try {
+      await this.exited;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Request a stop without waiting (process exit path). */
+  requestStop(): void {
+    Atomics.store(this.mb, MB.STOP, 1);
+    Atomics.notify(this.mb, MB.PAUSE);
+    this.kick();
+  }
+
+  /** Park the vCPU outside KVM_RUN; resolves once it is parked. */
+  async pause(): Promise<void> {
+    Atomics.store(this.mb, MB.PAUSE, 1);
+    const deadline = Date.now() + 5000;
+    while (this.state === VcpuRunState.RUNNING || this.state === VcpuRunState.STARTING) {
+      this.kick();
+      const w = Atomics.waitAsync(this.mb, MB.STATE, this.state, 20);
+      if (w.async) await w.value;
+      if (Date.now() > deadline) throw new Error(`vCPU ${this.vcpu.id} did not pause within 5 s`);
+    }
+  }
+
+  resume(): void {
+    Atomics.store(this.mb, MB.PAUSE, 0);
+    Atomics.notify(this.mb, MB.PAUSE);
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * `VirtualMachine`: composes guest memory, an architecture layout, the legacy devices and one
+ * worker thread per vCPU into a machine with a lifecycle and typed events.
+ * @module
+ */
+import { readFile, access } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import EventEmitter from 'eventemitter3';
+import type TypedEmitter from 'typed-emitter';
+import { X86Layout, buildCpuid, configureLapic } from '../arch/x86_64';
+import type { X86VcpuInit } from '../arch/x86_64/types';
+import { BootImageError, ConfigError, KvmkitError, VmStateError } from '../errors';
+import { Bus } from '../devices/Bus';
+import type { IrqLine } from '../devices/BusDevice';
+import { AcpiPm, PM1A_CNT_LEN, PM1A_CNT_PORT, PM1A_EVT_LEN, PM1A_EVT_PORT } from '../devices/AcpiPm';
+import { Cmos } from '../devices/Cmos';
+import { I8042 } from '../devices/I8042';
+import { Serial8250 } from '../devices/Serial8250';
+import { PciConfigIo } from '../devices/pci/PciConfigIo';
+import { PciRoot } from '../devices/pci/PciRoot';
+import { KvmHypervisor, type KvmVm } from '../hypervisor/kvm/KvmHypervisor';
+import type { Vcpu } from '../hypervisor/Hypervisor';
+import { GuestMemory } from '../memory/GuestMemory';
+import { ACCESS, type CrashReport, type VcpuWorkerMessage } from './mailbox';
+import { hostArch, resolveOptions, type ResolvedOptions, type VirtualMachineOptions } from './options';
+import { SerialConsole } from './SerialConsole';
+import { VcpuThread } from './VcpuThread';
+
+/** Why a guest ended. */
+export type ExitReason = 'poweroff' | 'reboot' | 'crash' | 'stopped';
+
+/** Payload of the `exit` event. */
+export interface ExitInfo {
+  reason: ExitReason;
+  /** For `crash`: registers, instruction bytes and the KVM exit that ended the guest. */
+  crash?: CrashReport;
+}
+
+/** Lifecycle states of a VirtualMachine. */
+export type VmState = 'created' | 'starting' | 'running' | 'paused' | 'stopping' | 'exited';
+
+/** Typed events of a VirtualMachine. */
+export interface VmEvents {
+  /** Bytes the guest wrote to its serial console (ttyS0). */
+  serial: (chunk: Buffer) => void;
+  /** Every vCPU is running guest code. */
+  started: () => void;
+  /** The guest ended; emitted exactly once per start. */
+  exit: (info: ExitInfo) => void;
+  /** A non-fatal problem (a device failed one access, a recovered emulation failure is not one). */
+  error: (err: Error) => void;
+  /** An instruction the paravirtual KVM could not emulate was stepped over (DESIGN.md). */
+  recovered: (info: { vcpu: number; what: string; rip: string }) => void;
+}
+
+/** Legacy port numbers (the PC's fixed I/O map). */
+const COM1_PORT = 0x3f8; // 8250 UART, IRQ 4
+const COM1_IRQ = 4;
+const I8042_DATA_PORT = 0x60;
+const I8042_CMD_PORT = 0x64;
+const CMOS_PORT = 0x70; // index 0x70, data 0x71
+const PCI_CONFIG_PORT = 0xcf8; // 0xCF8..0xCFF
+/** TSS and identity-map pages for KVM_SET_TSS_ADDR on Intel (Firecracker/crosvm use 0xfffbd000). */
+const KVM_TSS_ADDRESS = 0xfffb_d000;
+
+const running = new Set<VirtualMachine>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // A process that forgets to stop its VMs must still exit: kick every vCPU out of KVM_RUN so
+  // Node can end the worker threads (DESIGN.md, threading model).
+  process.on('exit', () => {
+    for (const vm of running) vm.kickForExit();
+  });
+}
+
+const TypedEventEmitter = EventEmitter as unknown as new () => TypedEmitter<VmEvents>;
+
+/**
+ * A virtual machine on KVM.
+ *
+ * ```ts
+ * const vm = new VirtualMachine({ kernel: 'vmlinuz', initrd: 'initrd.img', cpus: 2, mem: 512 });
+ * vm.on('serial', (c) => process.stdout.write(c));
+ * await vm.start();
+ * await vm.serial.waitFor(/login:/);
+ * await vm.stop();
+ * ```
+ */
+export class VirtualMachine extends TypedEventEmitter {
+  /** The validated options, with defaults applied. */
+  readonly options: Readonly<ResolvedOptions>;
+  /** The guest's serial console (COM1, ttyS0). */
+  readonly serial: SerialConsole;
+  private stateValue: VmState = 'created';
+  private kvm?: KvmHypervisor;
+  private kvmVm?: KvmVm;
+  private memory?: GuestMemory;
+  private vcpus: Vcpu[] = [];
+  private threads: VcpuThread[] = [];
+  private uart?: Serial8250;
+  private pendingSerial: Uint8Array[] = [];
+  private flushScheduled = false;
+  private exitInfo?: ExitInfo;
+  private exitPromise?: Promise<ExitInfo>;
+  private resolveExit?: (info: ExitInfo) => void;
+  private ending?: Promise<void>;
+  /** The full kernel command line of the last start. */
+  cmdline = '';
+  /** Time spent from `start()` to the first KVM_RUN, in ms (the VMM's own start-up cost). */
+  startupMs = 0;
+
+  constructor(options: VirtualMachineOptions) {
+    super();
+    this.options = Object.freeze(resolveOptions(options));
+    this.serial = new SerialConsole((bytes) => {
+      if (!this.uart) throw new VmStateError('the serial console accepts input only while the VM runs');
+      this.uart.input(bytes);
+    });
+  }
+
+  /** Where the VM is in its lifecycle. */
+  get state(): VmState {
+    return this.stateValue;
+  }
+
+  /** Resolves when the guest ends (after `start()`), with the reason. */
+  get exited(): Promise<ExitInfo> {
+    if (!this.exitPromise) throw new VmStateError('exited is available after start()');
+    return this.exitPromise;
+  }
+
+  /**
+   * Boot the guest. Resolves when every vCPU runs; rejects with a typed error (and nothing left
+   * running) when a file is missing or malformed or KVM refuses.
+   */
+  async start(): Promise<void> {
+    if (this.stateValue !== 'created') throw new VmStateError(`start() needs a new VirtualMachine; this one is ${this.stateValue}`);
+    this.stateValue = 'starting';
+    const t0 = performance.now();
+    try {
+      await this.boot();
+    } catch (e) {
+      this.release();
+      this.stateValue = 'exited';
+      throw e;
+    }
+    this.startupMs = performance.now() - t0;
+    this.stateValue = 'running';
+    running.add(this);
+    installExitHook();
+    this.emit('started');
+  }
+
+  private async readBootFile(option: 'kernel' | 'initrd', path: string): Promise<Uint8Array> {
+    try {
+      await access(path, fsConstants.R_OK);
+    } catch (e) {
+      throw new BootImageError(path, `${option} file ${path} cannot be read: ${(e as NodeJS.ErrnoException).code ?? e}`, { cause: e });
+    }
+    return new Uint8Array(await readFile(path));
+  }
+
+  private async boot(): Promise<void> {
+    const o = this.options;
+    const host = hostArch();
+    if (o.arch !== host) {
+      throw new ConfigError('arch', `"${o.arch}" cannot run on this ${host ?? process.arch} host (KVM runs guests of the host's architecture only)`, o.arch);
+    }
+    const kernel = await this.readBootFile('kernel', o.kernel);
+    const initrd = o.initrd ? await this.readBootFile('initrd', o.initrd) : undefined;
+
+    const kvm = (this.kvm = new KvmHypervisor());
+    const base = ['console=ttyS0', 'reboot=k', 'panic=-1'];
+    if (kvm.paravirtual && o.pvmTuning) base.push('mitigations=off', 'nowatchdog', 'tsc=reliable');
+    this.cmdline = [...base, ...o.params].join(' ');
+    if (o.cpus > kvm.maxVcpus()) throw new ConfigError('cpus', `must be at most ${kvm.maxVcpus()} on this host (KVM_CAP_MAX_VCPUS)`, o.cpus);
+
+    const layout = new X86Layout();
+    const memBytes = o.mem * 1024 * 1024;
+    const plan = layout.build({ memBytes, cpus: o.cpus, kernel, kernelPath: o.kernel, initrd, cmdline: this.cmdline });
+
+    const vm = (this.kvmVm = kvm.createVm());
+    vm.setTssAddress(KVM_TSS_ADDRESS);
+    vm.createIrqchip();
+    vm.createPit2();
+
+    const memory = (this.memory = GuestMemory.allocate(plan.ramRegions));
+    memory.regions.forEach((r, slot) => vm.setUserMemoryRegion(slot, r.guestAddress, r.size, r.hostAddress));
+    for (const w of plan.writes) memory.write(w.guestAddress, w.data);
+
+    const supported = kvm.supportedCpuid();
+    plan.vcpus.forEach((init: X86VcpuInit, id) => {
+      const vcpu = vm.createVcpu(id);
+      this.vcpus.push(vcpu);
+      vcpu.setCpuid(buildCpuid(supported, { vcpuId: id, cpus: o.cpus, pvm: kvm.paravirtual }));
+      vcpu.setMsrs(init.msrs);
+      vcpu.setFpu(init.fpu);
+      vcpu.patchLapic(configureLapic);
+      if (init.sregs) vcpu.setSregs(init.sregs);
+      if (init.regs) vcpu.setRegs(init.regs);
+    });
+
+    // Legacy devices on the port-I/O bus.
+    const pio = new Bus('pio');
+    const irq = (n: number): IrqLine => ({ set: (level) => this.kvmVm?.setIrqLine(n, level) });
+    this.uart = new Serial8250({ irq: irq(COM1_IRQ), onOutput: (b) => this.serialOut(b) });
+    pio.insert(this.uart, COM1_PORT, 8);
+    const i8042 = new I8042({ onReset: () => this.end({ reason: 'reboot' }) });
+    pio.insert(i8042, I8042_DATA_PORT, 1);
+    pio.insert(i8042, I8042_CMD_PORT, 1);
+    const below4g = plan.ramRegions.filter((r) => r.guestAddress < 2 ** 32).reduce((s, r) => s + r.size, 0);
+    pio.insert(new Cmos({ memBelow4g: below4g, memAbove4g: memBytes - below4g }), CMOS_PORT, 2);
+    const pm = new AcpiPm({ onPowerOff: () => this.end({ reason: 'poweroff' }) });
+    pio.insert(pm, PM1A_EVT_PORT, PM1A_EVT_LEN);
+    pio.insert(pm, PM1A_CNT_PORT, PM1A_CNT_LEN);
+    pio.insert(new PciConfigIo(new PciRoot()), PCI_CONFIG_PORT, 8);
+    const mmio = new Bus('mmio');
+
+    const portMap = new SharedArrayBuffer(0x10000);
+    const ports = new Uint8Array(portMap);
+    for (let p = 0; p < 0x10000; p++) if (pio.lookup(p)) ports[p] = 1;
+
+    const scratch = new Uint8Array(8);
+    const handler = (kind: number, addr: number, size: number, value: bigint): bigint | void => {
+      const data = scratch.subarray(0, Math.min(size, 8));
+      const bus = kind === ACCESS.PIO_READ || kind === ACCESS.PIO_WRITE ? pio : mmio;
+      if (kind === ACCESS.PIO_WRITE || kind === ACCESS.MMIO_WRITE) {
+        for (let i = 0; i < data.length; i++) data[i] = Number((value >> BigInt(8 * i)) & 0xffn);
+        bus.write(addr, data);
+        return;
+      }
+      data.fill(0xff);
+      bus.read(addr, data);
+      let v = 0n;
+      for (let i = data.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(data[i]);
+      return v;
+    };
+
+    this.exitPromise = new Promise((resolve) => (this.resolveExit = resolve));
+    const ready: Promise<void>[] = [];
+    for (const vcpu of this.vcpus) {
+      let markReady!: () => void;
+      ready.push(new Promise((r) => (markReady = r)));
+      const thread = new VcpuThread(vcpu, portMap, memory.regions, kvm.paravirtual, handler, (m) => this.onWorkerMessage(vcpu.id, m, markReady));
+      this.threads.push(thread);
+      void thread.exited.then((m) => {
+        markReady();
+        if (m.reason === 'crash') this.end({ reason: 'crash', crash: m.detail });
+      });
+    }
+    await Promise.all(ready);
+  }
+
+  private onWorkerMessage(vcpu: number, m: VcpuWorkerMessage, ready: () => void): void {
+    if (m.type === 'ready') ready();
+    else if (m.type === 'recovered') this.emit('recovered', { vcpu, what: m.what, rip: m.rip });
+  }
+
+  private serialOut(bytes: Uint8Array): void {
+    this.pendingSerial.push(bytes.slice());
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flushSerial());
+  }
+
+  private flushSerial(): void {
+    this.flushScheduled = false;
+    if (this.pendingSerial.length === 0) return;
+    const chunk = Buffer.concat(this.pendingSerial);
+    this.pendingSerial = [];
+    this.serial.push(chunk);
+    this.emit('serial', chunk);
+  }
+
+  /** Stop the guest (state `exited`, exit reason `stopped`). Works even when the guest spins with interrupts off. */
+  async stop(): Promise<ExitInfo> {
+    if (this.stateValue === 'created') throw new VmStateError('stop() before start()');
+    await this.end({ reason: 'stopped' });
+    return this.exitInfo!;
+  }
+
+  /** Park every vCPU outside KVM_RUN. Devices keep their state; `resume()` continues. */
+  async pause(): Promise<void> {
+    if (this.stateValue !== 'running') throw new VmStateError(`pause() needs a running VM; this one is ${this.stateValue}`);
+    await Promise.all(this.threads.map((t) => t.pause()));
+    if (this.stateValue === 'running') this.stateValue = 'paused';
+  }
+
+  /** Continue a paused VM. */
+  resume(): void {
+    if (this.stateValue !== 'paused') throw new VmStateError(`resume() needs a paused VM; this one is ${this.stateValue}`);
+    for (const t of this.threads) t.resume();
+    this.stateValue = 'running';
+  }
+
+  /** Synchronously kick every vCPU with a stop request (process exit path). @internal */
+  kickForExit(): void {
+    for (const t of this.threads) t.requestStop();
+  }
+
+  private end(info: ExitInfo): Promise<void> {
+    if (this.ending) return this.ending;
+    this.exitInfo = info;
+    this.stateValue = 'stopping';
+    this.ending = (async () => {
+      await Promise.all(this.threads.map((t) => t.stop()));
+      this.flushSerial();
+      this.release();
+      running.delete(this);
+      this.stateValue = 'exited';
+      this.serial.end(info.reason);
+      this.emit('exit', info);
+      this.resolveExit?.(info);
+    })();
+    return this.ending;
+  }
+
+  private release(): void {
+    this.uart = undefined;
+    for (const v of this.vcpus) {
+      try {
+        v.close();
+      } catch (e) {
+        this.emit('error', new KvmkitError(`closing vCPU ${v.id} failed`, { cause: e }));
+      }
+    }
+    this.vcpus = [];
+    this.threads = [];
+    this.kvmVm?.close();
+    this.kvmVm = undefined;
+    this.memory?.free();
+    this.memory = undefined;
+    this.kvm?.close();
+    this.kvm = undefined;
+  }
+}
