@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * The `kvmkit` command line (crosvm-style). `kvmkit run [options] KERNEL` boots a guest with its
+ * serial console on this terminal.
+ * @module
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { VirtualMachine } from '../vm/VirtualMachine';
+import { KvmkitError } from '../errors';
+
+function int(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a positive integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+}
+
+const program = new Command('kvmkit').description('A virtual machine monitor for Node.js on KVM').showHelpAfterError();
+
+program
+  .command('run')
+  .description('boot a guest kernel; its serial console is this terminal')
+  .argument('<kernel>', 'kernel image (bzImage)')
+  .option('-c, --cpus <n>', 'number of vCPUs', int('--cpus'), 1)
+  .option('-m, --mem <mib>', 'guest RAM in MiB', int('--mem'), 256)
+  .option('-i, --initrd <path>', 'initrd / initramfs image')
+  .option('-p, --params <params>', 'extra kernel command line (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--serial', 'connect the guest console to stdin/stdout (default when stdout is a terminal or piped)', true)
+  .action(async (kernel: string, opts: { cpus: number; mem: number; initrd?: string; params: string[] }) => {
+    const vm = new VirtualMachine({ kernel, initrd: opts.initrd, cpus: opts.cpus, mem: opts.mem, params: opts.params });
+    vm.on('serial', (c) => process.stdout.write(c));
+    vm.on('recovered', (r) => process.stderr.write(`kvmkit: vCPU ${r.vcpu} stepped over ${r.what} at ${r.rip}\n`));
+    const onData = (d: Buffer): void => vm.serial.write(d);
+    let interrupted = false;
+    const onSigint = (): void => {
+      interrupted = true;
+      void vm.stop();
+    };
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigint);
+    await vm.start();
+    if (process.stdin.isTTY) process.stdin.setRawMode(false);
+    process.stdin.on('data', onData);
+    const info = await vm.exited;
+    process.stdin.off('data', onData);
+    process.stdin.pause();
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+    if (info.reason === 'crash') {
+      process.stderr.write(`kvmkit: guest crashed: ${JSON.stringify(info.crash, null, 2)}\n`);
+      process.exitCode = 2;
+    } else if (info.reason === 'stopped' && !interrupted) {
+      process.exitCode = 1;
+    } else {
+      process.stderr.write(`kvmkit: guest ended: ${info.reason}\n`);
+      process.exitCode = info.reason === 'poweroff' || interrupted ? 0 : 3;
+    }
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  const msg = e instanceof KvmkitError ? e.message : e instanceof Error ? e.stack ?? e.message : String(e);
+  process.stderr.write(`kvmkit: ${msg}\n`);
+  process.exit(1);
+});

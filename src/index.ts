@@ -1,0 +1,26 @@
+/**
+ * kvmkit: a virtual machine monitor for Node.js. Boot real guests on KVM from TypeScript.
+ *
+ * ```ts
+ * import { VirtualMachine } from 'kvmkit';
+ * const vm = new VirtualMachine({ kernel: 'vmlinuz', initrd: 'initrd.img', cpus: 2, mem: 512 });
+ * vm.on('serial', (chunk) => process.stdout.write(chunk));
+ * await vm.start();
+ * ```
+ * @packageDocumentation
+ */
+export { VirtualMachine } from './vm/VirtualMachine';
+export type { ExitInfo, ExitReason, VmEvents, VmState } from './vm/VirtualMachine';
+export type { VirtualMachineOptions, ResolvedOptions } from './vm/options';
+export { MAX_CPUS, MIN_MEM_MIB, MAX_MEM_MIB } from './vm/options';
+export { SerialConsole } from './vm/SerialConsole';
+export type { WaitForOptions } from './vm/SerialConsole';
+export type { CrashReport } from './vm/mailbox';
+export type { VmDevice } from './devices/VmDevice';
+export {
+  KvmkitError, ConfigError, KvmError, GuestMemoryError, BootImageError, VmStateError, TimeoutError,
+} from './errors';
+export { GuestMemory } from './memory/GuestMemory';
+export type { GuestRegion } from './memory/GuestMemory';
+export type { ArchLayout, ArchName, BootPlan, GuestWrite, LayoutInput, RamRegion, PciDeviceDescription } from './arch/ArchLayout';
+export * from './guest';
