@@ -293,7 +293,8 @@ for arg in $(cat /proc/cmdline); do
 done
 set +f
 
-echo ${READY_MARKER}
+# Markers start on a line of their own even after firmware or script output without a newline.
+printf '\n${READY_MARKER}\n'
 if [ -n "$run" ]; then
   if script=$(echo "$run" | base64 -d); then
     cd /
@@ -303,7 +304,7 @@ if [ -n "$run" ]; then
     echo "kvmkit: kvmkit.run is not valid base64"
     status=125
   fi
-  echo "${EXIT_MARKER} status=$status"
+  printf '\n${EXIT_MARKER} status=%d\n' "$status"
   finish
 fi
 echo "kvmkit: no kvmkit.run on the kernel command line; starting a shell (exit it to power off)"
