@@ -55,7 +55,10 @@ const PCI_INTERRUPT_MAP_MASK = [0xf800, 0, 0, 0x7];
 /** Size of `/chosen/rng-seed`. crosvm aarch64/src/fdt.rs `create_chosen_node` (256 random bytes). */
 export const AARCH64_RNG_SEED_SIZE = 256;
 
-/** Node names (with unit addresses, so dtc's unit_address_vs_reg check holds). */
+/**
+ * Name of the serial node: the generic name `serial` (devicetree spec v0.4 §2.2.2) where crosvm
+ * says `U6_16550A`, with the unit address dtc's unit_address_vs_reg check wants.
+ */
 export function serialNodeName(map: Aarch64MemoryMap): string {
   return `serial@${map.serial.base.toString(16)}`;
 }

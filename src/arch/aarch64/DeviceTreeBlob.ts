@@ -10,7 +10,9 @@ import { BootImageError, ConfigError } from '../../errors';
 import { buildAarch64Fdt } from './Aarch64Fdt';
 import { ARM64_IMAGE_HEADER_SIZE, parseArmImageHeader } from './ArmImage';
 import { type Aarch64BootPlacement, type KernelExtent, kernelExtentOf, placeAarch64Boot } from './BootPlacement';
-import { aarch64MemoryMap } from './MemoryMap';
+import { AARCH64_MAX_RAM, AARCH64_MIN_RAM, aarch64MemoryMap } from './MemoryMap';
+
+const MiB = 0x10_0000;
 
 /** The machine to describe. */
 export interface DeviceTreeBlobOptions {
@@ -72,8 +74,10 @@ async function fileSize(path: string): Promise<number> {
  * `path`. Throws `ConfigError` for bad options, `BootImageError` for an unusable kernel or initrd.
  */
 export async function writeDeviceTreeBlob(options: DeviceTreeBlobOptions, path: string): Promise<DeviceTreeBlobResult> {
-  if (!Number.isSafeInteger(options.mem) || options.mem <= 0) throw new ConfigError('mem', 'must be a whole number of MiB', options.mem);
-  const memBytes = options.mem * 0x10_0000;
+  if (!Number.isSafeInteger(options.mem) || options.mem < AARCH64_MIN_RAM / MiB || options.mem > AARCH64_MAX_RAM / MiB) {
+    throw new ConfigError('mem', `must be a whole number of MiB from ${AARCH64_MIN_RAM / MiB} to ${AARCH64_MAX_RAM / MiB} for an aarch64 guest`, options.mem);
+  }
+  const memBytes = options.mem * MiB;
   const map = aarch64MemoryMap(memBytes, options.cpus);
   const initrdSize = options.initrd !== undefined ? await fileSize(options.initrd) : options.initrdSize;
   if (initrdSize !== undefined && options.kernel === undefined) {

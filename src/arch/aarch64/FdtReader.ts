@@ -171,5 +171,9 @@ export function cellsOf(value: Uint8Array): number[] {
 /** Decode a property value as a list of NUL-terminated strings. */
 export function stringsOf(value: Uint8Array): string[] {
   if (value.length === 0 || value[value.length - 1] !== 0) throw new FdtError('value is not NUL-terminated strings');
-  return utf8.decode(value.subarray(0, value.length - 1)).split('\0');
+  try {
+    return utf8.decode(value.subarray(0, value.length - 1)).split('\0');
+  } catch (cause) {
+    throw new FdtError('value is not UTF-8 strings', { cause });
+  }
 }

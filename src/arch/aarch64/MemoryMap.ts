@@ -116,7 +116,7 @@ export interface Aarch64MemoryMap {
 /** Check `memBytes` as aarch64 guest RAM; throws {@link ConfigError}. */
 export function checkAarch64Ram(memBytes: number): void {
   if (!Number.isSafeInteger(memBytes) || memBytes < AARCH64_MIN_RAM || memBytes > AARCH64_MAX_RAM || memBytes % AARCH64_RAM_GRANULE !== 0) {
-    throw new ConfigError('mem', `must be a multiple of 4 KiB from 2 MiB to 512 GiB for an aarch64 guest (bytes)`, memBytes);
+    throw new ConfigError('mem', 'must be a multiple of 4 KiB from 2 MiB to 512 GiB for an aarch64 guest (value in bytes)', memBytes);
   }
 }
 

@@ -192,6 +192,8 @@ describe('writeDeviceTreeBlob (what `kvmkit dump-fdt` will call)', () => {
     const path = join(dir, 'x.dtb');
     await expect(writeDeviceTreeBlob({ mem: 64, cpus: 1, cmdline: '', initrdSize: MiB }, path)).rejects.toThrow(/kernel is needed to describe an initrd/);
     await expect(writeDeviceTreeBlob({ mem: 64.5, cpus: 1, cmdline: '' }, path)).rejects.toThrow(ConfigError);
+    await expect(writeDeviceTreeBlob({ mem: 1, cpus: 1, cmdline: '' }, path)).rejects.toThrow('mem must be a whole number of MiB from 2 to 524288 for an aarch64 guest, got 1');
+    await expect(writeDeviceTreeBlob({ mem: 64, cpus: 513, cmdline: '' }, path)).rejects.toThrow(/^cpus must be an integer from 1 to 512/);
     await expect(writeDeviceTreeBlob({ mem: 64, cpus: 1, cmdline: '', kernel: join(dir, 'missing') }, path)).rejects.toThrow(BootImageError);
     await expect(writeDeviceTreeBlob({ mem: 64, cpus: 1, cmdline: '', kernel: path + '.none', initrd: join(dir, 'missing') }, path)).rejects.toThrow(/cannot read initrd/);
   });
