@@ -13,10 +13,10 @@ import { BootImageError, ConfigError, KvmkitError, VmStateError } from '../error
 import { Bus } from '../devices/Bus';
 import type { IrqLine } from '../devices/BusDevice';
 import { AcpiPm, PM1A_CNT_LEN, PM1A_CNT_PORT, PM1A_EVT_LEN, PM1A_EVT_PORT } from '../devices/AcpiPm';
-import { Cmos } from '../devices/Cmos';
-import { I8042 } from '../devices/I8042';
-import { Serial8250 } from '../devices/Serial8250';
-import { PciConfigIo } from '../devices/pci/PciConfigIo';
+import { Cmos, CMOS_PORT, CMOS_PORT_LEN } from '../devices/Cmos';
+import { I8042, I8042_PORT, I8042_PORT_LEN } from '../devices/I8042';
+import { Serial8250, SERIAL_PORT_LEN } from '../devices/Serial8250';
+import { PciConfigIo, PCI_CONFIG_IO_LEN, PCI_CONFIG_IO_PORT } from '../devices/pci/PciConfigIo';
 import { PciRoot } from '../devices/pci/PciRoot';
 import { KvmHypervisor, type KvmVm } from '../hypervisor/kvm/KvmHypervisor';
 import type { Vcpu } from '../hypervisor/Hypervisor';
@@ -40,7 +40,7 @@ export interface ExitInfo {
 export type VmState = 'created' | 'starting' | 'running' | 'paused' | 'stopping' | 'exited';
 
 /** Typed events of a VirtualMachine. */
-export interface VmEvents {
+export type VmEvents = {
   /** Bytes the guest wrote to its serial console (ttyS0). */
   serial: (chunk: Buffer) => void;
   /** Every vCPU is running guest code. */
@@ -51,15 +51,11 @@ export interface VmEvents {
   error: (err: Error) => void;
   /** An instruction the paravirtual KVM could not emulate was stepped over (DESIGN.md). */
   recovered: (info: { vcpu: number; what: string; rip: string }) => void;
-}
+};
 
 /** Legacy port numbers (the PC's fixed I/O map). */
 const COM1_PORT = 0x3f8; // 8250 UART, IRQ 4
 const COM1_IRQ = 4;
-const I8042_DATA_PORT = 0x60;
-const I8042_CMD_PORT = 0x64;
-const CMOS_PORT = 0x70; // index 0x70, data 0x71
-const PCI_CONFIG_PORT = 0xcf8; // 0xCF8..0xCFF
 /** TSS and identity-map pages for KVM_SET_TSS_ADDR on Intel (Firecracker/crosvm use 0xfffbd000). */
 const KVM_TSS_ADDRESS = 0xfffb_d000;
 
@@ -207,16 +203,15 @@ export class VirtualMachine extends TypedEventEmitter {
     const pio = new Bus('pio');
     const irq = (n: number): IrqLine => ({ set: (level) => this.kvmVm?.setIrqLine(n, level) });
     this.uart = new Serial8250({ irq: irq(COM1_IRQ), onOutput: (b) => this.serialOut(b) });
-    pio.insert(this.uart, COM1_PORT, 8);
-    const i8042 = new I8042({ onReset: () => this.end({ reason: 'reboot' }) });
-    pio.insert(i8042, I8042_DATA_PORT, 1);
-    pio.insert(i8042, I8042_CMD_PORT, 1);
+    pio.insert(this.uart, COM1_PORT, SERIAL_PORT_LEN);
+    const reboot = (): void => void this.end({ reason: 'reboot' });
+    pio.insert(new I8042({ onReset: reboot }), I8042_PORT, I8042_PORT_LEN);
     const below4g = plan.ramRegions.filter((r) => r.guestAddress < 2 ** 32).reduce((s, r) => s + r.size, 0);
-    pio.insert(new Cmos({ memBelow4g: below4g, memAbove4g: memBytes - below4g }), CMOS_PORT, 2);
-    const pm = new AcpiPm({ onPowerOff: () => this.end({ reason: 'poweroff' }) });
-    pio.insert(pm, PM1A_EVT_PORT, PM1A_EVT_LEN);
-    pio.insert(pm, PM1A_CNT_PORT, PM1A_CNT_LEN);
-    pio.insert(new PciConfigIo(new PciRoot()), PCI_CONFIG_PORT, 8);
+    pio.insert(new Cmos({ memBelow4g: below4g, memAbove4g: memBytes - below4g }), CMOS_PORT, CMOS_PORT_LEN);
+    const pm = new AcpiPm({ onPowerOff: () => void this.end({ reason: 'poweroff' }) });
+    pio.insert(pm.eventBlock, PM1A_EVT_PORT, PM1A_EVT_LEN);
+    pio.insert(pm.controlBlock, PM1A_CNT_PORT, PM1A_CNT_LEN);
+    pio.insert(new PciConfigIo(new PciRoot(), { onReset: reboot }), PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_LEN);
     const mmio = new Bus('mmio');
 
     const portMap = new SharedArrayBuffer(0x10000);
