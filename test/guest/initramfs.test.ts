@@ -201,6 +201,6 @@ describe.skipIf(!hasCpio || !hasFixture)('the Linux fixture image (scripts/linux
     const listed = [...init.matchAll(/^ {2}(kernel\/\S+\.ko) \\$/gm)].map((m) => m[1]);
     expect(listed.map((p) => `/lib/modules/${manifest.kernel.release}/${p}`)).toEqual(manifest.modules.loadOrder.map((m) => m.path));
     expect(init).toContain('KVMKIT-READY');
-    expect(init).toContain('KVMKIT-EXIT status=$status');
+    expect(init).toContain('KVMKIT-EXIT status=%d');
   });
 });
