@@ -33,15 +33,14 @@ export const CPIO_TRAILER = 'TRAILER!!!';
  */
 export const CPIO_MAX_NAME_BYTES = 4095;
 
-/** File type bits of `st_mode` (Linux UAPI include/uapi/linux/stat.h). */
-export const S_IFMT = 0o170000;
-export const S_IFSOCK = 0o140000;
-export const S_IFLNK = 0o120000;
-export const S_IFREG = 0o100000;
-export const S_IFBLK = 0o060000;
-export const S_IFDIR = 0o040000;
-export const S_IFCHR = 0o020000;
-export const S_IFIFO = 0o010000;
+// File type bits of `st_mode` (Linux UAPI include/uapi/linux/stat.h).
+const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
+const S_IFREG = 0o100000;
+const S_IFBLK = 0o060000;
+const S_IFDIR = 0o040000;
+const S_IFCHR = 0o020000;
+const S_IFIFO = 0o010000;
 
 const MAX_U32 = 0xffff_ffff;
 const READ_CHUNK = 1 << 20;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors';
+import { ConfigError, KvmkitError } from '../../src/errors';
 import { CPIO_MAX_NAME_BYTES, CpioWriter, normalizeCpioName } from '../../src/guest';
 
 const hasCpio = spawnSync('cpio', ['--version']).status === 0;
@@ -112,6 +112,21 @@ describe('newc encoding', () => {
     await w.writeFile(`${out}.gz`, { gzip: true });
     expect(gunzipSync(readFileSync(`${out}.gz`)).equals(raw)).toBe(true);
     expect(readdirSync(dir).sort()).toEqual(['a.cpio', 'a.cpio.gz', 'big.bin']); // no temp files left behind
+  });
+});
+
+describe('host files that change before the archive is written', () => {
+  it('fails with a KvmkitError naming the file, and leaves no partial archive', async () => {
+    const dir = tempDir();
+    const f = join(dir, 'gone');
+    writeFileSync(f, 'x');
+    const w = new CpioWriter().addFileFromPath('gone', f);
+    rmSync(f);
+    const out = join(dir, 'out.cpio.gz');
+    await expect(w.writeFile(out, { gzip: true })).rejects.toThrow(KvmkitError);
+    await expect(w.writeFile(out)).rejects.toThrow(/gone/);
+    expect(() => w.toBuffer()).toThrow(KvmkitError);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 
