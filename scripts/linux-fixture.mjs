@@ -136,11 +136,11 @@ function resolvePackages() {
   return { kernelPackage, kernelVersion, busyboxVersion };
 }
 
-function aptUpdate(log) {
+function aptUpdate(log, reason) {
   if (process.getuid?.() !== 0) {
     throw new FixtureError(`apt knows no ${KERNEL_META_PACKAGE}: run \`sudo apt-get update\` (Debian's package lists are needed), then retry`);
   }
-  log('apt-get update (apt knows no cloud kernel yet)');
+  log(`apt-get update (${reason})`);
   run('apt-get', ['update', '-qq'], { what: 'apt-get update', hint: ' (is Debian\'s archive reachable?)' });
 }
 
@@ -370,11 +370,14 @@ export async function ensureLinuxFixture({ outDir = DEFAULT_OUT_DIR, force = fal
       }
     }
   }
-  if (!pkgs) {
-    aptUpdate(say);
+  let updated = false;
+  const update = (reason) => {
+    aptUpdate(say, reason);
+    updated = true;
     pkgs = resolvePackages();
     if (!pkgs) throw new FixtureError(`apt-cache cannot resolve ${KERNEL_META_PACKAGE} and ${BUSYBOX_PACKAGE} even after apt-get update: is this Debian (bookworm or later) on amd64?`);
-  }
+  };
+  if (!pkgs) update('apt knows no cloud kernel yet');
 
   const { Initramfs } = await loadLibrary();
   const work = mkdtempSync(join(tmpdir(), 'kvmkit-linux-fixture-'));
@@ -384,9 +387,25 @@ export async function ensureLinuxFixture({ outDir = DEFAULT_OUT_DIR, force = fal
     mkdirSync(debs, { recursive: true });
     say(`downloading ${pkgs.kernelPackage} ${pkgs.kernelVersion} and ${BUSYBOX_PACKAGE} ${pkgs.busyboxVersion}`);
     const sandbox = process.getuid?.() === 0 ? ['-o', 'APT::Sandbox::User=root'] : [];
-    run('apt-get', ['download', '-q', ...sandbox, `${pkgs.kernelPackage}=${pkgs.kernelVersion}`, `${BUSYBOX_PACKAGE}=${pkgs.busyboxVersion}`], {
+    const download = () => run('apt-get', ['download', '-q', ...sandbox, `${pkgs.kernelPackage}=${pkgs.kernelVersion}`, `${BUSYBOX_PACKAGE}=${pkgs.busyboxVersion}`], {
       what: 'apt-get download', cwd: debs, hint: ' (is Debian\'s archive reachable? try `apt-get update`)',
     });
+    try {
+      download();
+    } catch (err) {
+      // Stale package lists name versions the archive no longer has (a kernel ABI bump): update once.
+      if (updated || process.getuid?.() !== 0) throw err;
+      say(`${err.message.split('\n')[0]}; retrying after apt-get update`);
+      update('the package lists may be stale');
+      if (!force && outputsExist && readStamp() === stampFor(pkgs)) {
+        say(`up to date in ${show(outDir)} (${pkgs.kernelPackage} ${pkgs.kernelVersion})`);
+        return cached();
+      }
+      rmSync(debs, { recursive: true, force: true });
+      mkdirSync(debs);
+      say(`downloading ${pkgs.kernelPackage} ${pkgs.kernelVersion} and ${BUSYBOX_PACKAGE} ${pkgs.busyboxVersion}`);
+      download();
+    }
     const tree = join(work, 'root');
     mkdirSync(tree);
     const versions = {};
