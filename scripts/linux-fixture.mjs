@@ -271,12 +271,20 @@ ${modules}
   insmod "/lib/modules/${kernelRelease}/$m" || echo "${MODULE_FAILED_MARKER} $m"
 done
 
+off() {
+  # Power-off needs ACPI (FADT and \\_S5); without it the kernel only halts and the VM hangs,
+  # so reboot instead (with reboot=k the VMM sees the i8042 reset).
+  [ -d /sys/firmware/acpi ] && poweroff -f
+  echo "kvmkit: no ACPI, so no power-off: rebooting instead"
+  reboot -f
+}
+
 finish() {
   sync
   case "$after" in
     reboot) reboot -f ;;
-    shell) setsid cttyhack sh; poweroff -f ;;
-    *) poweroff -f ;;
+    shell) setsid cttyhack sh; off ;;
+    *) off ;;
   esac
   # Only reached if the machine could not power off or reboot: never let init exit.
   while :; do sleep 3600; done

@@ -175,6 +175,13 @@ describe.skipIf(skipReason !== '')('Linux fixture under QEMU TCG', () => {
     expect(b.output).not.toMatch(/reboot: Power down/);
   });
 
+  it('reboots instead of halting when there is no ACPI to power off with', async () => {
+    const b = await boot({ append: `acpi=off reboot=k ${runArg('true')}`, cpus: 1 });
+    expectProtocol(b);
+    expect(b.lines).toContain('kvmkit: no ACPI, so no power-off: rebooting instead');
+    expect(b.output).toMatch(/reboot: Restarting system/);
+  });
+
   it('without kvmkit.run, gives an interactive shell on the console; leaving it powers off', async () => {
     let typed = 0;
     const b = await boot({
