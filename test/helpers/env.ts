@@ -28,16 +28,6 @@ export function ensureProbe(): string {
   return PROBE_BIN;
 }
 
-/** 64-bit FNV-1a of `data`, as the probe computes it over the initrd (16 hex digits). */
-export function fnv1a64(data: Uint8Array): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of data) {
-    h ^= BigInt(b);
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return h.toString(16).padStart(16, '0');
-}
-
 /** Open file descriptors and threads of this process (for leak checks). */
 export function processResources(): { fds: number; threads: number } {
   return { fds: readdirSync('/proc/self/fd').length, threads: readdirSync('/proc/self/task').length };
