@@ -52,7 +52,9 @@ export class VcpuThread {
       vcpuId: vcpu.id, fd: vcpu.fd, runAddress: vcpu.runAddress, runSize: vcpu.runSize, mailbox, portMap,
       regions: regions.map((r) => ({ ...r })), paravirtual,
     };
-    this.worker = new Worker(vcpuWorkerPath(), { workerData: wd, name: `vcpu${vcpu.id}` });
+    // --input-type (node -e) is refused by workers: keep the parent's other flags.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+    this.worker = new Worker(vcpuWorkerPath(), { workerData: wd, name: `vcpu${vcpu.id}`, execArgv });
     this.exited = new Promise((resolve) => {
       let final: (VcpuWorkerMessage & { type: 'exit' }) | undefined;
       this.worker.on('message', (m: VcpuWorkerMessage) => {
