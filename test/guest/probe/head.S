@@ -90,8 +90,9 @@ common64:
 	movq	$__bss_start, %rdi
 	movq	$__bss_end, %rcx
 	subq	%rdi, %rcx
+	shrq	$3, %rcx		/* the linker script aligns both to 16 */
 	xorl	%eax, %eax
-	rep stosb
+	rep stosq
 	movq	$(bsp_stack + BSP_STACK_SIZE), %rsp
 	xorl	%eax, %eax
 	pushq	%rax			/* fake return address: 16-byte aligned frame for C */
@@ -248,7 +249,8 @@ pd:
 	.set i, i + 1
 	.endr
 
-	.bss
+/* Stacks are not zeroed at start-up (zeroing 600 KiB is 0.5 s where ring-0 code is emulated). */
+	.section .stacks, "aw", @nobits
 	.balign 4096
 	.globl bsp_stack, ap_stacks
 bsp_stack:

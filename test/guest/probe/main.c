@@ -11,7 +11,7 @@
 #include "pci.h"
 #include "power.h"
 
-u8 boot_params[4096] __attribute__((aligned(16)));
+const u8 *boot_params;
 u64 boot_params_addr;
 u64 setup_base;
 static u32 entry_kind;
@@ -240,7 +240,8 @@ void probe_main(u64 bp_addr, u32 entry, u64 setup)
 	boot_params_addr = bp_addr;
 	setup_base = setup;
 	entry_kind = entry;
-	memcpy(boot_params, (const void *)(uintptr_t)bp_addr, sizeof(boot_params));
+	/* read in place: the loader's copy stays intact (the trampoline page avoids it) */
+	boot_params = (const u8 *)(uintptr_t)bp_addr;
 	serial_init();
 	tsc_init();
 	cmdline_init(cmdline_addr(), bp32(BP_CMDLINE_SIZE));

@@ -101,7 +101,7 @@ u64 tsc_deadline_us(u64 us);			/* rdtsc() value us microseconds from now */
 void idt_init(void);
 
 /* ---- boot_params copy (main.c) ---- */
-extern u8 boot_params[4096];
+extern const u8 *boot_params;		/* the zero page, read in place */
 extern u64 boot_params_addr;			/* where the loader (or setup.S) put it */
 extern u64 setup_base;				/* real-mode path only: where the setup sectors are */
 
