@@ -24,3 +24,10 @@ export { GuestMemory } from './memory/GuestMemory';
 export type { GuestRegion } from './memory/GuestMemory';
 export type { ArchLayout, ArchName, BootPlan, GuestWrite, LayoutInput, RamRegion, PciDeviceDescription } from './arch/ArchLayout';
 export * from './guest';
+export { layoutFor } from './arch';
+export { X86Layout, parseBzImage } from './arch/x86_64';
+export {
+  Aarch64Layout, writeDeviceTreeBlob, buildAarch64Fdt, parseArmImageHeader, FdtWriter, FdtError, parseFdt,
+} from './arch/aarch64';
+export type { DeviceTreeBlobOptions, DeviceTreeBlobResult, Aarch64VcpuInit } from './arch/aarch64';
+export type { X86VcpuInit } from './arch/x86_64/types';

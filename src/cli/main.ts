@@ -7,6 +7,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { VirtualMachine } from '../vm/VirtualMachine';
 import { KvmkitError } from '../errors';
+import { writeDeviceTreeBlob } from '../arch/aarch64';
 
 function int(name: string) {
   return (v: string): number => {
@@ -55,6 +56,20 @@ program
       process.stderr.write(`kvmkit: guest ended: ${info.reason}\n`);
       process.exitCode = info.reason === 'poweroff' || interrupted ? 0 : 3;
     }
+  });
+
+program
+  .command('dump-fdt')
+  .description("write the aarch64 flattened device tree kvmkit would give a guest (like crosvm's --dump-device-tree-blob)")
+  .argument('<out>', 'file to write the DTB to')
+  .option('-c, --cpus <n>', 'number of vCPUs', int('--cpus'), 1)
+  .option('-m, --mem <mib>', 'guest RAM in MiB', int('--mem'), 256)
+  .option('-i, --initrd <path>', 'initrd / initramfs image (needs --kernel: its address follows the kernel)')
+  .option('-k, --kernel <path>', 'arm64 Image (only its header and size are read)')
+  .option('-p, --params <params>', 'kernel command line (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .action(async (out: string, opts: { cpus: number; mem: number; initrd?: string; kernel?: string; params: string[] }) => {
+    const r = await writeDeviceTreeBlob({ mem: opts.mem, cpus: opts.cpus, cmdline: opts.params.join(' '), kernel: opts.kernel, initrd: opts.initrd }, out);
+    process.stderr.write(`kvmkit: wrote ${r.size} bytes of device tree to ${out}\n`);
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -7,7 +7,8 @@ import { readFile, access } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import EventEmitter from 'eventemitter3';
 import type TypedEmitter from 'typed-emitter';
-import { X86Layout, buildCpuid, configureLapic } from '../arch/x86_64';
+import { buildCpuid, configureLapic } from '../arch/x86_64';
+import { layoutFor } from '../arch';
 import type { X86VcpuInit } from '../arch/x86_64/types';
 import { BootImageError, ConfigError, KvmkitError, VmStateError } from '../errors';
 import { Bus } from '../devices/Bus';
@@ -162,8 +163,11 @@ export class VirtualMachine extends TypedEventEmitter {
   private async boot(): Promise<void> {
     const o = this.options;
     const host = hostArch();
-    if (o.arch !== host) {
-      throw new ConfigError('arch', `"${o.arch}" cannot run on this ${host ?? process.arch} host (KVM runs guests of the host's architecture only)`, o.arch);
+    const layout = layoutFor(o.arch);
+    if (o.arch !== host || o.arch !== 'x86_64') {
+      throw new ConfigError('arch', o.arch !== host
+        ? `"${o.arch}" cannot run on this ${host ?? process.arch} host (KVM runs guests of the host's architecture only)`
+        : `"${o.arch}" guests cannot run yet: kvmkit builds their layout and device tree but has no ${o.arch} vCPU set-up`, o.arch);
     }
     const kernel = await this.readBootFile('kernel', o.kernel);
     const initrd = o.initrd ? await this.readBootFile('initrd', o.initrd) : undefined;
@@ -174,7 +178,6 @@ export class VirtualMachine extends TypedEventEmitter {
     this.cmdline = [...base, ...o.params].join(' ');
     if (o.cpus > kvm.maxVcpus()) throw new ConfigError('cpus', `must be at most ${kvm.maxVcpus()} on this host (KVM_CAP_MAX_VCPUS)`, o.cpus);
 
-    const layout = new X86Layout();
     const memBytes = o.mem * 1024 * 1024;
     const plan = layout.build({ memBytes, cpus: o.cpus, kernel, kernelPath: o.kernel, initrd, cmdline: this.cmdline });
 
@@ -188,7 +191,7 @@ export class VirtualMachine extends TypedEventEmitter {
     for (const w of plan.writes) memory.write(w.guestAddress, w.data);
 
     const supported = kvm.supportedCpuid();
-    plan.vcpus.forEach((init: X86VcpuInit, id) => {
+    (plan.vcpus as X86VcpuInit[]).forEach((init, id) => {
       const vcpu = vm.createVcpu(id);
       this.vcpus.push(vcpu);
       vcpu.setCpuid(buildCpuid(supported, { vcpuId: id, cpus: o.cpus, pvm: kvm.paravirtual }));
