@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { KICK_SIGNAL, libc, nativeView } from '../hypervisor/kvm/libc';
 import type { Vcpu } from '../hypervisor/Hypervisor';
+import { KvmkitError } from '../errors';
 import type { GuestRegion } from '../memory/GuestMemory';
 import { ACCESS, MB, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
 
@@ -23,53 +24,67 @@ export function vcpuWorkerPath(): string {
   const here = typeof __filename === 'string' ? dirname(__filename) : dirname(fileURLToPath(import.meta.url));
   const candidates = [join(here, 'vcpu-worker.js'), join(here, '..', '..', 'dist', 'vcpu-worker.js'), join(here, '..', 'dist', 'vcpu-worker.js')];
   const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`kvmkit's vCPU worker script is missing (looked in ${candidates.join(', ')}); run \`npm run build\``);
+  if (!found) throw new KvmkitError(`kvmkit's vCPU worker script is missing (looked in ${candidates.join(', ')}); run \`npm run build\``);
   workerPath = found;
   return found;
 }
 
-/** A running vCPU worker. */
+/**
+ * A vCPU worker thread. It is spawned first (loading koffi takes tens of milliseconds, which
+ * overlaps with laying out the VM) and given its vCPU with {@link VcpuThread.start}.
+ */
 export class VcpuThread {
-  private readonly mb: Int32Array;
-  private readonly runBytes: Uint8Array;
+  private readonly mailbox = new SharedArrayBuffer(MB.LENGTH * 4);
+  private readonly mb = new Int32Array(this.mailbox);
+  private runBytes?: Uint8Array;
   readonly worker: Worker;
-  private serving = true;
+  private serving = false;
+  private started = false;
+  private handler: AccessHandler = () => undefined;
+  private onMessage: (m: VcpuWorkerMessage) => void = () => {};
   /** Resolves with the worker's final message. */
   readonly exited: Promise<VcpuWorkerMessage & { type: 'exit' }>;
 
-  constructor(
-    readonly vcpu: Vcpu,
-    portMap: SharedArrayBuffer,
-    regions: readonly GuestRegion[],
-    paravirtual: boolean,
-    private readonly handler: AccessHandler,
-    onMessage: (m: VcpuWorkerMessage) => void,
-  ) {
-    const mailbox = new SharedArrayBuffer(MB.LENGTH * 4);
-    this.mb = new Int32Array(mailbox);
-    this.runBytes = new Uint8Array(nativeView(vcpu.runAddress, vcpu.runSize));
-    const wd: VcpuWorkerData = {
-      vcpuId: vcpu.id, fd: vcpu.fd, runAddress: vcpu.runAddress, runSize: vcpu.runSize, mailbox, portMap,
-      regions: regions.map((r) => ({ ...r })), paravirtual,
-    };
+  constructor(readonly name = 'vcpu') {
     // --input-type (node -e) is refused by workers: keep the parent's other flags.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-    this.worker = new Worker(vcpuWorkerPath(), { workerData: wd, name: `vcpu${vcpu.id}`, execArgv });
+    this.worker = new Worker(vcpuWorkerPath(), { name, execArgv });
     this.exited = new Promise((resolve) => {
       let final: (VcpuWorkerMessage & { type: 'exit' }) | undefined;
       this.worker.on('message', (m: VcpuWorkerMessage) => {
         if (m.type === 'exit') final = m;
-        onMessage(m);
+        this.onMessage(m);
       });
       this.worker.on('error', (err) => {
-        final ??= { type: 'exit', reason: 'crash', detail: { reason: `vCPU worker failed: ${err.message}`, vcpu: vcpu.id, registers: {} } };
+        final ??= { type: 'exit', reason: 'crash', detail: { reason: `vCPU worker failed: ${err.message}`, vcpu: -1, registers: {} } };
       });
       this.worker.on('exit', () => {
         this.serving = false;
+        this.runBytes = undefined; // the kvm_run mapping may be unmapped from now on: never touch it
+        Atomics.store(this.mb, MB.STATE, VcpuRunState.EXITED);
         Atomics.notify(this.mb, MB.REQ_SEQ);
         resolve(final ?? { type: 'exit', reason: 'stopped' });
       });
     });
+  }
+
+  /** True once the worker has been given its vCPU. */
+  get isStarted(): boolean {
+    return this.started;
+  }
+
+  /** Hand the worker its vCPU; it enters KVM_RUN and posts `ready`. */
+  start(vcpu: Vcpu, portMap: SharedArrayBuffer, regions: readonly GuestRegion[], paravirtual: boolean, handler: AccessHandler, onMessage: (m: VcpuWorkerMessage) => void): void {
+    this.handler = handler;
+    this.onMessage = onMessage;
+    this.runBytes = new Uint8Array(nativeView(vcpu.runAddress, vcpu.runSize));
+    const wd: VcpuWorkerData = {
+      vcpuId: vcpu.id, fd: vcpu.fd, runAddress: vcpu.runAddress, runSize: vcpu.runSize, mailbox: this.mailbox, portMap,
+      regions: regions.map((r) => ({ ...r })), paravirtual,
+    };
+    this.started = true;
+    this.serving = true;
+    this.worker.postMessage(wd);
     void this.serve();
   }
 
@@ -113,6 +128,7 @@ export class VcpuThread {
 
   /** Force the vCPU out of KVM_RUN (immediate_exit + a signal to its thread). Synchronous, safe to call on process exit. */
   kick(): void {
+    if (!this.runBytes) return;
     this.runBytes[1] = 1; // kvm_run.immediate_exit
     const tid = Atomics.load(this.mb, MB.TID);
     if (tid > 0 && this.state !== VcpuRunState.EXITED) libc().tgkill(libc().getpid(), tid, KICK_SIGNAL);
@@ -120,6 +136,10 @@ export class VcpuThread {
 
   /** Ask the worker to leave its loop; resolves when the thread has ended. */
   async stop(): Promise<void> {
+    if (!this.started) {
+      await this.worker.terminate();
+      return;
+    }
     Atomics.store(this.mb, MB.STOP, 1);
     Atomics.notify(this.mb, MB.PAUSE);
     this.kick();
@@ -133,6 +153,7 @@ export class VcpuThread {
 
   /** Request a stop without waiting (process exit path). */
   requestStop(): void {
+    if (!this.started) return;
     Atomics.store(this.mb, MB.STOP, 1);
     Atomics.notify(this.mb, MB.PAUSE);
     this.kick();
@@ -146,7 +167,7 @@ export class VcpuThread {
       this.kick();
       const w = Atomics.waitAsync(this.mb, MB.STATE, this.state, 20);
       if (w.async) await w.value;
-      if (Date.now() > deadline) throw new Error(`vCPU ${this.vcpu.id} did not pause within 5 s`);
+      if (Date.now() > deadline) throw new KvmkitError(`${this.name} did not pause within 5 s`);
     }
   }
 

@@ -140,6 +140,7 @@ export class VirtualMachine extends TypedEventEmitter {
     try {
       await this.boot();
     } catch (e) {
+      await Promise.all(this.threads.map((t) => t.stop()));
       this.release();
       this.stateValue = 'exited';
       throw e;
@@ -171,6 +172,8 @@ export class VirtualMachine extends TypedEventEmitter {
     }
     const kernel = await this.readBootFile('kernel', o.kernel);
     const initrd = o.initrd ? await this.readBootFile('initrd', o.initrd) : undefined;
+    // Spawn the vCPU threads now: their start-up overlaps with the work below.
+    this.threads = Array.from({ length: o.cpus }, (_, i) => new VcpuThread(`vcpu${i}`));
 
     const kvm = (this.kvm = new KvmHypervisor());
     const base = ['console=ttyS0', 'reboot=k', 'panic=-1'];
@@ -242,8 +245,8 @@ export class VirtualMachine extends TypedEventEmitter {
     for (const vcpu of this.vcpus) {
       let markReady!: () => void;
       ready.push(new Promise((r) => (markReady = r)));
-      const thread = new VcpuThread(vcpu, portMap, memory.regions, kvm.paravirtual, handler, (m) => this.onWorkerMessage(vcpu.id, m, markReady));
-      this.threads.push(thread);
+      const thread = this.threads[vcpu.id];
+      thread.start(vcpu, portMap, memory.regions, kvm.paravirtual, handler, (m) => this.onWorkerMessage(vcpu.id, m, markReady));
       void thread.exited.then((m) => {
         markReady();
         if (m.reason === 'crash') this.end({ reason: 'crash', crash: m.detail });

@@ -5,7 +5,7 @@
  * Built by tsup as its own entry (dist/vcpu-worker.js); it imports only what it needs.
  * @module
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { KVM, KVM_EXIT, KVM_INTERNAL_ERROR_EMULATION } from '../hypervisor/kvm/ioctls';
 import { KICK_SIGNAL, libc, nativeView, SIG_BLOCK } from '../hypervisor/kvm/libc';
 import {
@@ -17,13 +17,15 @@ import { ACCESS, type CrashReport, MB, VcpuRunState, type VcpuWorkerData, type V
 import { decodeRecoverable } from './x86Recovery';
 import { installKickHandler, sigsetWith } from './signals';
 
-const data = workerData as VcpuWorkerData;
+// The worker is spawned early (while the VM is still being laid out) and receives its vCPU in
+// its first message; loading koffi and libc here overlaps with that work.
 const c = libc();
-const mb = new Int32Array(data.mailbox);
-const portMap = new Uint8Array(data.portMap);
-const runBytes = new Uint8Array(nativeView(data.runAddress, data.runSize));
-const run = new DataView(runBytes.buffer);
-const memory = GuestMemory.fromMapped(data.regions);
+let data: VcpuWorkerData;
+let mb: Int32Array;
+let portMap: Uint8Array;
+let runBytes: Uint8Array;
+let run: DataView;
+let memory: GuestMemory;
 const post = (m: VcpuWorkerMessage): void => parentPort!.postMessage(m);
 
 // struct kvm_run offsets (include/uapi/linux/kvm.h, x86_64)
@@ -37,17 +39,23 @@ const EAGAIN = 11;
 installKickHandler();
 const kickSet = sigsetWith(KICK_SIGNAL);
 if (c.pthread_sigmask(SIG_BLOCK, kickSet, null) !== 0) throw new Error('pthread_sigmask failed');
-{
+const zeroTimeout = new Uint8Array(16); // struct timespec {0, 0}
+
+function init(wd: VcpuWorkerData): void {
+  data = wd;
+  mb = new Int32Array(data.mailbox);
+  portMap = new Uint8Array(data.portMap);
+  runBytes = new Uint8Array(nativeView(data.runAddress, data.runSize));
+  run = new DataView(runBytes.buffer);
+  memory = GuestMemory.fromMapped(data.regions);
   const sm = new Uint8Array(4 + 8); // struct kvm_signal_mask { len u32; sigset[8] = 0 }
   new DataView(sm.buffer).setUint32(0, 8, true);
   if (c.ioctlPtr(data.fd, KVM.SET_SIGNAL_MASK, sm) < 0) throw new Error(`KVM_SET_SIGNAL_MASK failed: errno ${c.errno()}`);
+  Atomics.store(mb, MB.TID, c.gettid());
+  Atomics.store(mb, MB.STATE, VcpuRunState.RUNNING);
+  Atomics.notify(mb, MB.STATE);
+  post({ type: 'ready' });
 }
-const zeroTimeout = new Uint8Array(16); // struct timespec {0, 0}
-
-Atomics.store(mb, MB.TID, c.gettid());
-Atomics.store(mb, MB.STATE, VcpuRunState.RUNNING);
-Atomics.notify(mb, MB.STATE);
-post({ type: 'ready' });
 
 /** Ask the main thread to serve an access; returns with the answer in DATA_LO/HI. */
 function callMain(kind: number, addr: number, size: number, lo: number, hi: number): void {
@@ -261,9 +269,15 @@ function loop(): void {
   }
 }
 
-try {
-  loop();
-} finally {
-  Atomics.store(mb, MB.STATE, VcpuRunState.EXITED);
-  Atomics.notify(mb, MB.STATE);
-}
+parentPort!.once('message', (wd: VcpuWorkerData) => {
+  try {
+    init(wd);
+    loop();
+  } finally {
+    if (mb) {
+      Atomics.store(mb, MB.STATE, VcpuRunState.EXITED);
+      Atomics.notify(mb, MB.STATE);
+    }
+    parentPort!.close();
+  }
+});

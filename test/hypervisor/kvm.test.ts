@@ -45,7 +45,8 @@ describe.skipIf(!hasKvm)('KVM bindings on /dev/kvm', () => {
     let sawPm!: () => void;
     const pm = new Promise<number>((r) => (sawPm = () => r(0)));
     let pmValue = 0;
-    const thread = new VcpuThread(vcpu, portMap, mem.regions, kvm.paravirtual, (kind, addr, size, value) => {
+    const thread = new VcpuThread();
+    thread.start(vcpu, portMap, mem.regions, kvm.paravirtual, (kind, addr, size, value) => {
       if (kind === ACCESS.PIO_WRITE && addr === 0x3f8) out.push(Number(value));
       if (kind === ACCESS.PIO_WRITE && addr === 0x604) {
         expect(size).toBe(2);

@@ -94,7 +94,7 @@ export interface BzImageHeader {
   initSize: number;
   /** File offset of the protected-mode kernel: (setup_sects + 1) * 512. */
   protectedModeOffset: number;
-  /** Size in bytes of the protected-mode kernel (file size minus {@link protectedModeOffset}). */
+  /** Size in bytes of the protected-mode kernel (file size minus {@link BzImageHeader.protectedModeOffset}). */
   protectedModeSize: number;
   /**
    * The setup header bytes, file offsets 0x1F1 .. 0x202 + byte[0x201], to be copied to the same
