@@ -16,6 +16,12 @@
 #define CR0_PG		0x80000000
 #define CR4_PAE		0x20
 
+/* Ring 3 -> ring 0: ud2 followed by the bytes "PRB"; the #UD handler recognises it (see idt.c). */
+.macro SYSCALL_UD2
+	ud2
+	.byte 0x50, 0x52, 0x42
+.endm
+
 /* PAE, our page tables, EFER.LME, paging (32-bit code, no stack needed). Clobbers eax, ecx, edx. */
 .macro ENABLE_LONG_MODE
 	movl	%cr4, %eax
@@ -93,7 +99,7 @@ common64:
 	shrq	$3, %rcx		/* the linker script aligns both to 16 */
 	xorl	%eax, %eax
 	rep stosq
-	movq	$(bsp_stack + BSP_STACK_SIZE), %rsp
+	movq	$(cpu_stacks + SLOT_STACK), %rsp	/* slot 0: the BSP */
 	xorl	%eax, %eax
 	pushq	%rax			/* fake return address: 16-byte aligned frame for C */
 	movq	%rsi, %rdi		/* boot_params */
@@ -105,9 +111,14 @@ common64:
 	.text
 	.globl halt_forever
 halt_forever:
-	cli
+	movw	%cs, %ax
+	testb	$3, %al
+	jz	1f
+	xorl	%eax, %eax		/* ring 3: SYS_HALT */
+	SYSCALL_UD2
+1:	cli
 	hlt
-	jmp	halt_forever
+	jmp	1b
 
 /*
  * AP trampoline. smp.c copies [trampoline_start, trampoline_end) to a free page P below 1 MiB and
@@ -148,13 +159,13 @@ ap_entry64:
 	lgdt	gdt_desc(%rip)
 	lidt	idt_desc(%rip)
 	movl	$1, %eax
-	lock xaddl %eax, ap_slot_next(%rip)	/* slot index: 0, 1, ... in arrival order */
-	cmpl	$(MAX_CPUS - 1), %eax
-	jae	halt_forever			/* more APs than stacks */
+	lock xaddl %eax, ap_slot_next(%rip)	/* CPU slot: 1, 2, ... in arrival order */
+	cmpl	$MAX_CPUS, %eax
+	jae	halt_forever			/* more APs than slots */
 	movl	%eax, %edi
 	incl	%eax
-	imull	$AP_STACK_SIZE, %eax, %eax
-	leaq	ap_stacks(%rip), %rsp
+	imull	$SLOT_STACK, %eax, %eax
+	leaq	cpu_stacks(%rip), %rsp
 	addq	%rax, %rsp
 	xorl	%eax, %eax
 	pushq	%rax
@@ -162,20 +173,20 @@ ap_entry64:
 	jmp	halt_forever
 
 /*
- * Exception stubs: vector v's stub is at isr_stubs + 16 * v. Vectors with a CPU-pushed error code
- * push nothing extra; the others push 0 so the frame is uniform.
+ * Trap stubs for all 256 vectors: vector v's stub is at isr_stubs + 16 * v. Vectors with a
+ * CPU-pushed error code push nothing extra; the others push 0 so the frame is uniform.
  */
 	.balign 16
 	.globl isr_stubs
 isr_stubs:
 	.set vec, 0
-	.rept 32
+	.rept 256
 	.balign 16
 	.if (vec == 8) || ((vec >= 10) && (vec <= 14)) || (vec == 17) || (vec == 21) || (vec == 29) || (vec == 30)
 	.else
 	pushq	$0
 	.endif
-	pushq	$vec
+	pushq	$(vec - 128)			/* sign-extended imm8 keeps the stub short */
 	jmp	isr_common
 	.set vec, vec + 1
 	.endr
@@ -196,10 +207,29 @@ isr_common:
 	pushq	%r13
 	pushq	%r14
 	pushq	%r15
+	addq	$128, 15*8(%rsp)		/* vector back to 0..255 */
 	movq	%rsp, %rdi
+	movq	%rsp, %rbx
 	andq	$-16, %rsp
-	call	exception_handler
-	jmp	halt_forever
+	call	trap_dispatch		/* exceptions do not return; syscalls may */
+	movq	%rbx, %rsp
+	popq	%r15
+	popq	%r14
+	popq	%r13
+	popq	%r12
+	popq	%r11
+	popq	%r10
+	popq	%r9
+	popq	%r8
+	popq	%rbp
+	popq	%rdi
+	popq	%rsi
+	popq	%rdx
+	popq	%rcx
+	popq	%rbx
+	popq	%rax
+	addq	$16, %rsp
+	iretq
 
 	.data
 	.balign 16
@@ -209,6 +239,9 @@ gdt:
 	.quad 0x00af9a000000ffff		/* 0x08: code, 64-bit */
 	.quad 0x00cf9a000000ffff		/* 0x10: code, flat 4 GiB, 32-bit */
 	.quad 0x00cf92000000ffff		/* 0x18: data, flat 4 GiB */
+	.quad 0x00affa000000ffff		/* 0x20: user code, 64-bit, DPL 3 */
+	.quad 0x00cff2000000ffff		/* 0x28: user data, DPL 3 */
+	.fill 2 * MAX_CPUS, 8, 0		/* 0x30: TSS descriptors, filled by cpu_tables_init() */
 gdt_end:
 	.balign 16
 	.word 0, 0, 0
@@ -219,44 +252,42 @@ gdt_desc:					/* 10 bytes: lgdt reads 6 of them in 32-bit mode */
 	.globl ap_slot_next
 	.balign 4
 ap_slot_next:
-	.long 0
+	.long 1
 
 /*
  * Identity page tables, built at assembly time: PML4[0] -> PDPT, PDPT[0..3] -> 4 page directories
- * of 2 MiB pages covering 0..4 GiB. 0..3 GiB write-back; 3..4 GiB (PCI BARs, IOAPIC 0xfec00000,
+ * of 2 MiB pages covering 0..4 GiB, user-accessible (probe.ring=3 runs the probe in ring 3). 0..3 GiB write-back; 3..4 GiB (PCI BARs, IOAPIC 0xfec00000,
  * LAPIC 0xfee00000) PCD|PWT, i.e. uncacheable whatever the MTRRs/PAT say.
  */
 	.section .data.pagetables, "aw"
 	.balign 4096
 	.globl pml4
 pml4:
-	.quad pdpt + 0x03			/* present, writable */
+	.quad pdpt + 0x07			/* present, writable, user (probe.ring=3) */
 	.fill 511, 8, 0
 pdpt:
-	.quad pd + 0x0000 + 0x03
-	.quad pd + 0x1000 + 0x03
-	.quad pd + 0x2000 + 0x03
-	.quad pd + 0x3000 + 0x03
+	.quad pd + 0x0000 + 0x07
+	.quad pd + 0x1000 + 0x07
+	.quad pd + 0x2000 + 0x07
+	.quad pd + 0x3000 + 0x07
 	.fill 508, 8, 0
 pd:
 	.set i, 0
 	.rept 1536
-	.quad (i << 21) | 0x83			/* present, writable, 2 MiB page */
+	.quad (i << 21) | 0x87			/* present, writable, user, 2 MiB page */
 	.set i, i + 1
 	.endr
 	.rept 512
-	.quad (i << 21) | 0x9b			/* ... + PWT | PCD */
+	.quad (i << 21) | 0x9f			/* ... + PWT | PCD */
 	.set i, i + 1
 	.endr
 
 /* Stacks are not zeroed at start-up (zeroing 600 KiB is 0.5 s where ring-0 code is emulated). */
 	.section .stacks, "aw", @nobits
 	.balign 4096
-	.globl bsp_stack, ap_stacks
-bsp_stack:
-	.skip BSP_STACK_SIZE
-ap_stacks:
-	.skip AP_STACK_SIZE * MAX_CPUS
+	.globl cpu_stacks
+cpu_stacks:
+	.skip SLOT_STACK * MAX_CPUS
 
 /* kernel_info (boot protocol 2.15, boot.rst "THE KERNEL_INFO"): header "LToP", size, size_total,
  * setup_type_max; no variable-length data. */

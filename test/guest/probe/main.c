@@ -50,8 +50,9 @@ static u64 cmdline_addr(void) { return bp32(BP_CMD_LINE_PTR) | (u64)bp32(BP_EXT_
 static void report_hello(void)
 {
 	const char *e = entry_kind == ENTRY_64 ? "64" : entry_kind == ENTRY_32 ? "32" : "real";
-	probe("hello entry=%s bootproto=0x%04x boot_params=0x%llx", e, bp16(BP_VERSION),
-	      (unsigned long long)boot_params_addr);
+	serial_write("\r\n", 2);	/* start on a fresh line after firmware output */
+	probe("hello entry=%s bootproto=0x%04x boot_params=0x%llx ring=%u", e, bp16(BP_VERSION),
+	      (unsigned long long)boot_params_addr, cpu_user_mode() ? 3 : 0);
 }
 
 static void report_cmdline(void)
@@ -234,6 +235,8 @@ static void echo_loop(void)
 	}
 }
 
+static void probe_body(u64 unused) __attribute__((noreturn));
+
 void probe_main(u64 bp_addr, u32 entry, u64 setup)
 {
 	idt_init();
@@ -242,9 +245,21 @@ void probe_main(u64 bp_addr, u32 entry, u64 setup)
 	entry_kind = entry;
 	/* read in place: the loader's copy stays intact (the trampoline page avoids it) */
 	boot_params = (const u8 *)(uintptr_t)bp_addr;
+	cmdline_init(cmdline_addr(), bp32(BP_CMDLINE_SIZE));
+	char ring[8] = "0";
+	cmdline_get("probe.ring", ring, sizeof(ring));
+	if (!strcmp(ring, "3")) {
+		smp_ring3 = true;
+		cpu_enter_user(0, probe_body, 0);
+	}
+	probe_body(0);
+}
+
+static void probe_body(u64 unused)
+{
+	(void)unused;
 	serial_init();
 	tsc_init();
-	cmdline_init(cmdline_addr(), bp32(BP_CMDLINE_SIZE));
 	quiet = cmdline_flag("probe.quiet");
 
 	report_hello();

@@ -51,11 +51,34 @@ static inline void cpuid(u32 leaf, u32 sub, u32 *a, u32 *b, u32 *c, u32 *d)
 	__asm__ volatile("cpuid" : "=a"(*a), "=b"(*b), "=c"(*c), "=d"(*d) : "a"(leaf), "c"(sub));
 }
 static inline u64 read_cr2(void) { u64 v; __asm__ volatile("mov %%cr2, %0" : "=r"(v)); return v; }
+static inline bool cpu_user_mode(void)
+{
+	u16 cs;
+	__asm__ volatile("mov %%cs, %0" : "=r"(cs));
+	return cs & 3;
+}
+static inline u64 syscall2(u64 nr, u64 a, u64 b)
+{
+	u64 ret;
+	/* ud2 + "PRB": the #UD handler performs the call (idt.c) */
+	__asm__ volatile("ud2\n\t.byte 0x50, 0x52, 0x42" : "=a"(ret) : "a"(nr), "D"(a), "S"(b) : "memory");
+	return ret;
+}
 static inline u64 rdmsr(u32 msr)
 {
+	if (cpu_user_mode())
+		return syscall2(SYS_RDMSR, msr, 0);
 	u32 lo, hi;
 	__asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
 	return ((u64)hi << 32) | lo;
+}
+static inline void wrmsr(u32 msr, u64 v)
+{
+	if (cpu_user_mode()) {
+		syscall2(SYS_WRMSR, msr, v);
+		return;
+	}
+	__asm__ volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
 }
 
 void halt_forever(void) __attribute__((noreturn));
@@ -98,7 +121,10 @@ void udelay(u64 us);
 u64 tsc_deadline_us(u64 us);			/* rdtsc() value us microseconds from now */
 
 /* ---- idt.c ---- */
-void idt_init(void);
+void idt_init(void);				/* IDT and the TSS descriptors of every CPU slot */
+/* Continue in ring 3 (IOPL 3, IF 0) on this slot's main stack: fn(arg) must not return. */
+void cpu_enter_user(u32 slot, void (*fn)(u64), u64 arg) __attribute__((noreturn));
+u32 cpu_stray_irqs(void);			/* interrupts acknowledged and ignored */
 
 /* ---- boot_params copy (main.c) ---- */
 extern const u8 *boot_params;		/* the zero page, read in place */

@@ -47,6 +47,7 @@ async function run(opts: Partial<QemuProbeOptions> & Pick<QemuProbeOptions, 'mac
 function checkCommon(r: QemuProbeResult, o: { machine: 'pc' | 'microvm'; cpus: number; memMiB: number; append: string; initrd: boolean }) {
   const hello = one(r, 'hello');
   expect(hello.entry).toBe('real');
+  expect(hello.boot_params).toBe('0x11000'); // SeaBIOS and qboot load setup at 0x10000
   expect(hello.bootproto).toBe('0x020f');
   expect(one(r, 'cmdline').cmdline).toBe(o.append);
 
@@ -58,6 +59,7 @@ function checkCommon(r: QemuProbeResult, o: { machine: 'pc' | 'microvm'; cpus: n
   // all of -m except firmware holes (EBDA, BIOS area, ACPI tables): within 1 MiB
   expect(ram).toBeLessThanOrEqual(o.memMiB * 1024 * 1024);
   expect(ram).toBeGreaterThan(o.memMiB * 1024 * 1024 - 1024 * 1024);
+  expect(e820.every((e) => BigInt(e.size!) > 0n)).toBe(true);
 
   const ird = one(r, 'initrd');
   if (o.initrd) {
@@ -125,6 +127,15 @@ describe.skipIf(!haveQemu)('probe under QEMU TCG', () => {
     }
   }
 
+  for (const machine of ['pc', 'microvm'] as const) {
+    it(`${machine}, 2 CPUs, initrd, probe.ring=3: same report from ring 3`, async () => {
+      const append = 'probe.ring=3 probe.cmd=poweroff';
+      const r = await run({ machine, cpus: 2, append, initrd });
+      expect(one(r, 'hello').ring).toBe('3');
+      checkCommon(r, { machine, cpus: 2, memMiB: 256, append, initrd: true });
+    });
+  }
+
   it('pc with 4 CPUs and 512 MiB', async () => {
     const r = await run({ machine: 'pc', cpus: 4, memMiB: 512, append: 'probe.quiet' });
     expect(r.probe.filter((p) => p.key === 'e820' || p.key === 'pci')).toHaveLength(0);
@@ -156,7 +167,7 @@ describe.skipIf(!haveQemu)('probe under QEMU TCG', () => {
     const r = await run({
       machine: 'pc',
       cpus: 1,
-      append: 'probe.cmd=echo probe.quiet',
+      append: 'probe.cmd=echo probe.quiet probe.ring=3',
       stdin: 'hello world\r\nsay "hi"\\\nquit\n',
     });
     one(r, 'echo_ready');
@@ -173,8 +184,9 @@ describe.skipIf(!haveQemu)('probe under QEMU TCG', () => {
   });
 
   it('halt stops the guest without exiting', async () => {
-    const r = await run({ machine: 'pc', cpus: 2, append: 'probe.cmd=halt', timeoutMs: 3_000 });
+    const r = await run({ machine: 'pc', cpus: 2, append: 'probe.cmd=halt probe.ring=3', timeoutMs: 3_000 });
     one(r, 'halted');
+    expect(r.probe.find((p) => p.key === 'exception')).toBeUndefined();
     expect(r.timedOut).toBe(true);
   });
 });

@@ -18,8 +18,12 @@ struct rtc_time {
 	u8 mon, day, hour, min, sec;
 };
 
-bool rtc_read(struct rtc_time *t)
+/* false if there is no RTC (every register reads 0xff, e.g. QEMU microvm with KVM, whose rtc=auto
+ * means off) */
+static bool rtc_read(struct rtc_time *t)
 {
+	if (cmos(0x0b) == 0xff && cmos(0x0a) == 0xff)
+		return false;
 	u8 sec = 0, min = 0, hour = 0, day = 0, mon = 0, year = 0, cent = 0, b = 0;
 	bool ok = false;
 	for (int attempt = 0; attempt < 5 && !ok; attempt++) {
@@ -62,12 +66,26 @@ bool rtc_read(struct rtc_time *t)
 	t->hour = hour;
 	t->min = min;
 	t->sec = sec;
-	return ok;
+	(void)ok;
+	return true;
+}
+
+static bool rtc_valid(const struct rtc_time *t)
+{
+	return t->mon >= 1 && t->mon <= 12 && t->day >= 1 && t->day <= 31 && t->hour < 24 &&
+	       t->min < 60 && t->sec < 60;
 }
 
 void rtc_report(void)
 {
 	struct rtc_time t;
-	rtc_read(&t);
+	if (!rtc_read(&t)) {
+		probe("rtc=none");
+		return;
+	}
+	if (!rtc_valid(&t)) {
+		probe("rtc=invalid raw=%u-%u-%uT%u:%u:%u", t.year, t.mon, t.day, t.hour, t.min, t.sec);
+		return;
+	}
 	probe("rtc=%04u-%02u-%02uT%02u:%02u:%02u", t.year, t.mon, t.day, t.hour, t.min, t.sec);
 }

@@ -24,11 +24,6 @@
 extern char trampoline_start[], trampoline_end[];
 static volatile u32 cpus_up;
 
-static inline void wrmsr(u32 msr, u64 v)
-{
-	__asm__ volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
-}
-
 struct apic {
 	bool x2;
 	u64 base;
@@ -67,12 +62,23 @@ static bool icr_send(const struct apic *a, u32 dest, u32 lo)
 	return false;
 }
 
-void ap_main(u32 slot)
+bool smp_ring3;
+
+static void ap_body(u64 slot) __attribute__((noreturn));
+static void ap_body(u64 slot)
 {
 	(void)slot;
 	probe("cpu apic=%u up", lapic_id());
 	__atomic_add_fetch(&cpus_up, 1, __ATOMIC_SEQ_CST);
 	halt_forever();
+}
+
+/* head.S: each AP arrives here in long mode, ring 0, on its slot's stack */
+void ap_main(u32 slot)
+{
+	if (smp_ring3)
+		cpu_enter_user(slot, ap_body, slot);
+	ap_body(slot);
 }
 
 u32 smp_start(const struct cpu_list *cpus, u64 tramp_page, u32 init_udelay)
