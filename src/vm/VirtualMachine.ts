@@ -60,6 +60,20 @@ const COM1_IRQ = 4;
 /** TSS and identity-map pages for KVM_SET_TSS_ADDR on Intel (Firecracker/crosvm use 0xfffbd000). */
 const KVM_TSS_ADDRESS = 0xfffb_d000;
 
+/**
+ * Kernel command line for a paravirtual (PVM) host (DESIGN.md, "This machine's KVM is paravirtual").
+ * There the guest can see the host's CPUID bits despite KVM_SET_CPUID2 (a Debian 6.1 kernel listed
+ * the host's AVX-512 XSAVE features and then died on an `xrstor` the emulator cannot run), so the
+ * features the emulator fails on are also cleared by number with `clearcpuid=` (X86_FEATURE_* =
+ * word * 32 + bit, arch/x86/include/asm/cpufeatures.h: word 4 is CPUID 1 ECX, word 9 is CPUID 7 EBX):
+ * SSSE3 137, CX16 141, PCID 145, POPCNT 151, XSAVE 154, OSXSAVE 155, AVX 156, RDRAND 158,
+ * FSGSBASE 288, AVX2 293, INVPCID 298, RDSEED 306, SMAP 308.
+ */
+export const PVM_TUNING_PARAMS: readonly string[] = [
+  'mitigations=off', 'nowatchdog', 'tsc=reliable', 'noxsave',
+  'clearcpuid=137,141,145,151,154,155,156,158,288,293,298,306,308',
+];
+
 const running = new Set<VirtualMachine>();
 let exitHookInstalled = false;
 
@@ -177,7 +191,7 @@ export class VirtualMachine extends TypedEventEmitter {
 
     const kvm = (this.kvm = new KvmHypervisor());
     const base = ['console=ttyS0', 'reboot=k', 'panic=-1'];
-    if (kvm.paravirtual && o.pvmTuning) base.push('mitigations=off', 'nowatchdog', 'tsc=reliable');
+    if (kvm.paravirtual && o.pvmTuning) base.push(...PVM_TUNING_PARAMS);
     this.cmdline = [...base, ...o.params].join(' ');
     if (o.cpus > kvm.maxVcpus()) throw new ConfigError('cpus', `must be at most ${kvm.maxVcpus()} on this host (KVM_CAP_MAX_VCPUS)`, o.cpus);
 
