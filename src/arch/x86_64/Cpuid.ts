@@ -236,3 +236,24 @@ export function pvmHiddenFeaturesPresent(supported: readonly CpuidEntry[]): Cpui
     supported.some((e) => e.function === feature.leaf && e.index === feature.subleaf && ((e[feature.register] >>> feature.bit) & 1) === 1),
   );
 }
+
+/** Longest value Linux's `clearcpuid=` reads (arch/x86/kernel/cpu/common.c: `char arg[128]`). */
+export const CLEARCPUID_MAX_LENGTH = 127;
+
+/**
+ * The `clearcpuid=` kernel parameter for a PVM host, naming the hidden features Linux cannot
+ * derive itself (it clears AVX, FMA, AVX2, AVX-512, PKU... when XSAVE is cleared, by
+ * arch/x86/kernel/cpu/cpuid-deps.c).
+ *
+ * It is needed because on `kvm_pvm` the guest's CPUID instruction is not intercepted: a Linux
+ * guest booted with the CPUID table from {@link buildCpuid} still saw XSAVE and AVX-512 and died
+ * in the emulator on its first XRSTOR (measured here with Debian's 6.1 cloud kernel). Names are
+ * accepted by Linux 5.18 and later.
+ */
+export function pvmClearCpuidParam(): string {
+  const derived = new Set(['avx', 'osxsave']);
+  const names = PVM_HIDDEN_FEATURES.filter((x) => x.reason !== NEEDS_AVX && x.reason !== NEEDS_XSAVE && !derived.has(x.linuxName)).map((x) => x.linuxName);
+  const value = [...new Set(names)].join(',');
+  if (value.length > CLEARCPUID_MAX_LENGTH) throw new RangeError(`clearcpuid value is ${value.length} characters, Linux reads at most ${CLEARCPUID_MAX_LENGTH}`);
+  return `clearcpuid=${value}`;
+}

@@ -65,7 +65,7 @@ describe.each([1, 2, 40, 254])('ACPI tables for %i vCPUs', (cpus) => {
     expect(v.getUint32(FadtOffset.DSDT, true)).toBe(get('DSDT').addr);
     expect(Number(v.getBigUint64(FadtOffset.X_DSDT, true))).toBe(get('DSDT').addr);
     expect(v.getUint32(FadtOffset.FIRMWARE_CTRL, true)).toBe(get('FACS').addr);
-    expect(Number(v.getBigUint64(FadtOffset.X_FIRMWARE_CTRL, true))).toBe(get('FACS').addr);
+    expect(Number(v.getBigUint64(FadtOffset.X_FIRMWARE_CTRL, true))).toBe(0); // only one of the two may be set
     expect(v.getUint16(FadtOffset.SCI_INT, true)).toBe(9);
     expect(v.getUint32(FadtOffset.SMI_CMD, true)).toBe(0);
     expect(v.getUint32(FadtOffset.PM1A_EVT_BLK, true)).toBe(0x600);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildCpuid, idBits, PVM_HIDDEN_FEATURES, pvmHiddenFeaturesPresent } from '../../../src/arch/x86_64/Cpuid';
+import { buildCpuid, idBits, PVM_HIDDEN_FEATURES, pvmClearCpuidParam, pvmHiddenFeaturesPresent } from '../../../src/arch/x86_64/Cpuid';
 import type { CpuidEntry } from '../../../src/arch/x86_64/types';
 import kvmPvmSupported from './fixtures/kvm-supported-cpuid-pvm-amd-epyc.json';
 import hostCpuid from './fixtures/host-cpuid-amd-epyc.json';
@@ -127,5 +127,13 @@ describe('buildCpuid on a PVM host', () => {
     expect(pvmHiddenFeaturesPresent(supported).map((f) => f.name)).toEqual(['CMPXCHG16B', 'GFNI']);
     expect(pvmHiddenFeaturesPresent(richHost).map((f) => f.name)).toContain('AVX512F');
     for (const f of PVM_HIDDEN_FEATURES) expect(f.linuxName).toMatch(/^[a-z0-9_]+$/);
+  });
+});
+
+describe('pvmClearCpuidParam', () => {
+  it('names the root features within Linux\'s 127-character limit', () => {
+    const param = pvmClearCpuidParam();
+    expect(param).toBe('clearcpuid=ssse3,cx16,pcid,popcnt,xsave,rdrand,fsgsbase,invpcid,rdseed,smap,pclmulqdq,sse4_1,sse4_2,aes,sha_ni,gfni,abm,sse4a');
+    expect(param.length - 'clearcpuid='.length).toBeLessThanOrEqual(127);
   });
 });

@@ -93,7 +93,11 @@ export interface FadtInput {
   facsAddr: number;
 }
 
-/** Build the FADT. Both the 32-bit and the 64-bit (X_) pointers are filled with the same values. */
+/**
+ * Build the FADT. The FACS goes in the 32-bit FIRMWARE_CTRL only (ACPI 6.5 Table 5.9: one of
+ * FIRMWARE_CTRL and X_FIRMWARE_CTRL must be zero; with both set Linux installs the FACS twice);
+ * the DSDT in both DSDT and X_DSDT, which must then agree.
+ */
 export function buildFadt(input: FadtInput): Uint8Array {
   const { bytes, view } = newAcpiTable({ signature: 'FACP', revision: FADT_REVISION, oemTableId: 'KVMKFACP' }, FADT_LENGTH);
   view.setUint32(FadtOffset.FIRMWARE_CTRL, input.facsAddr, true);
@@ -110,7 +114,7 @@ export function buildFadt(input: FadtInput): Uint8Array {
   writeGas(view, FadtOffset.RESET_REG, ioPortGas(RESET_PORT, 1, 1));
   view.setUint8(FadtOffset.RESET_VALUE, RESET_VALUE);
   view.setUint8(FadtOffset.MINOR_REVISION, FADT_MINOR_REVISION);
-  setU64(view, FadtOffset.X_FIRMWARE_CTRL, input.facsAddr);
+  setU64(view, FadtOffset.X_FIRMWARE_CTRL, 0);
   setU64(view, FadtOffset.X_DSDT, input.dsdtAddr);
   // ACPICA checks bit_width against the legacy *_LEN fields ("32/64X length mismatch").
   writeGas(view, FadtOffset.X_PM1A_EVT_BLK, ioPortGas(PM1A_EVT_BLK_PORT, PM1A_EVT_BLK_LEN, 2));
