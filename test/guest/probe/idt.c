@@ -78,21 +78,29 @@ static void set_gate(int v, void *handler, int dpl)
 
 void idt_init(void)
 {
-	memset(tss_area.iobitmap, 0, sizeof(tss_area.iobitmap) - 1);
-	tss_area.iobitmap[sizeof(tss_area.iobitmap) - 1] = 0xff;
-	for (int v = 0; v < 256; v++)
+	/* Only what ring 0 needs: ring-0 code is emulated on PVM, so every instruction counts. */
+	for (int v = 0; v < 32; v++)
 		set_gate(v, isr_stubs + 16 * v, 0);
 	idt_ptr_storage.limit = sizeof(idt) - 1;
 	idt_ptr_storage.base = (u64)(uintptr_t)idt;
 	__asm__ volatile("lidt %0" : : "m"(idt_ptr_storage.limit));
+}
 
-	/* TSS descriptors for every slot (16 bytes: type 9 = available 64-bit TSS) */
+/* Ring 3 needs: a handler for every vector, TSS descriptors for every slot, the I/O bitmap.
+ * Run by the BSP before it enters ring 3 and before the APs start. */
+static void user_tables_init(void)
+{
+	for (int v = 32; v < 256; v++)
+		set_gate(v, isr_stubs + 16 * v, 0);
+	memset(tss_area.iobitmap, 0, sizeof(tss_area.iobitmap) - 1);
+	tss_area.iobitmap[sizeof(tss_area.iobitmap) - 1] = 0xff;
 	for (int i = 0; i < MAX_CPUS; i++) {
 		u64 b = (u64)(uintptr_t)&tss[i];
 		u64 iopb = (u64)(uintptr_t)tss_area.iobitmap - b;
 		u64 limit = iopb + sizeof(tss_area.iobitmap) - 1;
 		tss[i].iopb = (u16)iopb;
 		tss[i].rsp0 = (u64)(uintptr_t)(cpu_stacks + (u64)i * SLOT_STACK + KSTACK);
+		/* 16-byte descriptor, type 9: available 64-bit TSS */
 		gdt[6 + 2 * i] = (limit & 0xffff) | ((b & 0xffffff) << 16) | (0x89ull << 40) |
 				 ((limit >> 16) & 0xf) << 48 | ((b >> 24) & 0xff) << 56;
 		gdt[7 + 2 * i] = b >> 32;
@@ -114,6 +122,8 @@ static void mask_interrupt_sources(u32 slot)
 
 void cpu_enter_user(u32 slot, void (*fn)(u64), u64 arg)
 {
+	if (slot == 0)
+		user_tables_init();
 	mask_interrupt_sources(slot);
 	u16 sel = (u16)(SEL_TSS0 + 16 * slot);
 	__asm__ volatile("ltr %0" : : "r"(sel));

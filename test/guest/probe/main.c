@@ -10,6 +10,7 @@
 #include "smp.h"
 #include "pci.h"
 #include "power.h"
+#include "tests.h"
 
 const u8 *boot_params;
 u64 boot_params_addr;
@@ -269,6 +270,7 @@ static void probe_body(u64 unused)
 	report_cpus();
 	rtc_report();
 	report_pci();
+	run_tests();
 	probe("ready");
 
 	char cmd[32] = "poweroff";

@@ -121,8 +121,9 @@ void udelay(u64 us);
 u64 tsc_deadline_us(u64 us);			/* rdtsc() value us microseconds from now */
 
 /* ---- idt.c ---- */
-void idt_init(void);				/* IDT and the TSS descriptors of every CPU slot */
-/* Continue in ring 3 (IOPL 3, IF 0) on this slot's main stack: fn(arg) must not return. */
+void idt_init(void);				/* the exception vectors */
+/* Continue in ring 3 (IOPL 3, IF 0) on this slot's main stack: fn(arg) must not return.
+ * Slot 0 (the BSP) must come first: it sets up the tables ring 3 needs. */
 void cpu_enter_user(u32 slot, void (*fn)(u64), u64 arg) __attribute__((noreturn));
 u32 cpu_stray_irqs(void);			/* interrupts acknowledged and ignored */
 

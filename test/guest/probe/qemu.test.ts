@@ -176,6 +176,18 @@ describe.skipIf(!haveQemu)('probe under QEMU TCG', () => {
     expect(r.exitCode).toBe(0);
   });
 
+  it('probe.test runs registered tests in order and reports unknown ones', async () => {
+    const r = await run({ machine: 'microvm', cpus: 1, append: 'probe.quiet probe.test=cpu-bench,no-such-test' });
+    const bench = one(r, 'cpu-bench');
+    expect(Number(bench.bytes)).toBe(4 * 1024 * 1024);
+    expect(Number(bench.tsc_cycles)).toBeGreaterThan(0);
+    expect(one(r, 'error')).toMatchObject({ error: 'unknown-test', test: 'no-such-test' });
+    const keys = r.probe.map((p) => p.key);
+    expect(keys.indexOf('cpu-bench')).toBeGreaterThan(keys.indexOf('pci_count'));
+    expect(keys.indexOf('ready')).toBeGreaterThan(keys.indexOf('error'));
+    expect(r.exitCode).toBe(0);
+  });
+
   it('spin keeps the guest running until it is killed', async () => {
     const r = await run({ machine: 'microvm', cpus: 1, append: 'probe.cmd=spin', timeoutMs: 3_000 });
     one(r, 'spinning');
