@@ -78,6 +78,9 @@ entry64:
 	movl	$ENTRY_64, %ebp
 	xorl	%ebx, %ebx
 common64:
+	/* the protocol promises no stack: take ours (slot 0's main stack, mapped by any >= 1 GiB
+	 * identity map) before lretq needs one */
+	movq	$(cpu_stacks + SLOT_STACK), %rsp
 	lgdt	gdt_desc(%rip)
 	movl	$SEL_DATA, %eax
 	movl	%eax, %ds

@@ -188,6 +188,15 @@ describe.skipIf(!haveQemu)('probe under QEMU TCG', () => {
     expect(r.exitCode).toBe(0);
   });
 
+  for (const ring of [0, 3]) {
+    it(`an exception in ring ${ring} is reported and halts the CPU`, async () => {
+      const r = await run({ machine: 'pc', cpus: 1, append: `probe.quiet probe.ring=${ring} probe.test=fault`, timeoutMs: 3_000 });
+      expect(one(r, 'exception')).toMatchObject({ vector: '14', cr2: '0x123456789000', cpl: String(ring) });
+      expect(r.probe.find((p) => p.key === 'ready')).toBeUndefined();
+      expect(r.timedOut).toBe(true);
+    });
+  }
+
   it('spin keeps the guest running until it is killed', async () => {
     const r = await run({ machine: 'microvm', cpus: 1, append: 'probe.cmd=spin', timeoutMs: 3_000 });
     one(r, 'spinning');

@@ -46,3 +46,12 @@ static void cpu_bench(void)
 	      (unsigned long long)h);
 }
 PROBE_TEST("cpu-bench", cpu_bench);
+
+/* fault: read an unmapped address, so the exception handler's report can be checked
+ * ("PROBE exception vector=14 ... cr2=0x123456789000"); the CPU then halts. */
+static void fault(void)
+{
+	probe("fault addr=0x123456789000");
+	(void)*(volatile u64 *)0x123456789000ull;
+}
+PROBE_TEST("fault", fault);
