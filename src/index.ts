@@ -9,7 +9,7 @@
  * ```
  * @packageDocumentation
  */
-export { VirtualMachine } from './vm/VirtualMachine';
+export { VirtualMachine, PVM_TUNING_PARAMS } from './vm/VirtualMachine';
 export type { ExitInfo, ExitReason, VmEvents, VmState } from './vm/VirtualMachine';
 export type { VirtualMachineOptions, ResolvedOptions } from './vm/options';
 export { MAX_CPUS, MIN_MEM_MIB, MAX_MEM_MIB } from './vm/options';

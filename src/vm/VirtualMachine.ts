@@ -7,7 +7,7 @@ import { readFile, access } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import EventEmitter from 'eventemitter3';
 import type TypedEmitter from 'typed-emitter';
-import { buildCpuid, configureLapic } from '../arch/x86_64';
+import { buildCpuid, configureLapic, pvmClearCpuidParam } from '../arch/x86_64';
 import { layoutFor } from '../arch';
 import type { X86VcpuInit } from '../arch/x86_64/types';
 import { BootImageError, ConfigError, KvmkitError, VmStateError } from '../errors';
@@ -62,17 +62,10 @@ const KVM_TSS_ADDRESS = 0xfffb_d000;
 
 /**
  * Kernel command line for a paravirtual (PVM) host (DESIGN.md, "This machine's KVM is paravirtual").
- * There the guest can see the host's CPUID bits despite KVM_SET_CPUID2 (a Debian 6.1 kernel listed
- * the host's AVX-512 XSAVE features and then died on an `xrstor` the emulator cannot run), so the
- * features the emulator fails on are also cleared by number with `clearcpuid=` (X86_FEATURE_* =
- * word * 32 + bit, arch/x86/include/asm/cpufeatures.h: word 4 is CPUID 1 ECX, word 9 is CPUID 7 EBX):
- * SSSE3 137, CX16 141, PCID 145, POPCNT 151, XSAVE 154, OSXSAVE 155, AVX 156, RDRAND 158,
- * FSGSBASE 288, AVX2 293, INVPCID 298, RDSEED 306, SMAP 308.
+ * There the guest's CPUID instruction is not intercepted, so the features KVM's emulator fails on
+ * are also cleared with `noxsave` and `clearcpuid=` (see {@link pvmClearCpuidParam}).
  */
-export const PVM_TUNING_PARAMS: readonly string[] = [
-  'mitigations=off', 'nowatchdog', 'tsc=reliable', 'noxsave',
-  'clearcpuid=137,141,145,151,154,155,156,158,288,293,298,306,308',
-];
+export const PVM_TUNING_PARAMS: readonly string[] = ['mitigations=off', 'nowatchdog', 'tsc=reliable', 'noxsave', pvmClearCpuidParam()];
 
 const running = new Set<VirtualMachine>();
 let exitHookInstalled = false;

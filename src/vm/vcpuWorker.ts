@@ -181,13 +181,28 @@ function crash(reason: string, extra?: string[]): void {
   post({ type: 'exit', reason: 'crash', detail });
 }
 
+let lastFailure = '';
+let sameFailures = 0;
+/** Re-run a failed instruction at most this many times when its bytes changed under the emulator. */
+const MAX_RETRIES = 3;
+
 /** Try the DESIGN.md recoveries for an emulation failure; true when the guest can go on. */
 function recover(): boolean {
   const { regs, cr } = readRegs();
   const bytes = instructionBytes(regs.rip, cr);
   if (!bytes) return false;
   const fix = decodeRecoverable(bytes);
-  if (!fix) return false;
+  if (!fix) {
+    // Another vCPU may have rewritten the instruction since the emulator fetched it (Linux's
+    // text_poke puts an int3 there while patching): run it again, a bounded number of times.
+    const key = `${regs.rip}:${Buffer.from(bytes).toString('hex')}`;
+    sameFailures = key === lastFailure ? sameFailures + 1 : 1;
+    lastFailure = key;
+    if (sameFailures > MAX_RETRIES) return false;
+    post({ type: 'recovered', what: 'retry', rip: hex(regs.rip) });
+    return true;
+  }
+  lastFailure = '';
   if (fix.kind === 'breakpoint') {
     // Inject #BP (vector 3) with RIP past the int3, as the CPU would after executing it.
     const ev = new Uint8Array(VCPU_EVENTS_SIZE);
