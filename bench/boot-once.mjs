@@ -4,7 +4,7 @@ import { VirtualMachine } from '../dist/index.js';
 
 const [kernel, cpus] = [process.argv[2], Number(process.argv[3] ?? 1)];
 const t0 = performance.now();
-const vm = new VirtualMachine({ kernel, cpus, mem: 256, params: 'probe.cmd=poweroff' });
+const vm = new VirtualMachine({ kernel, cpus, mem: 256, params: 'probe.cmd=poweroff probe.ring=3' });
 await vm.start();
 const tStarted = performance.now();
 await vm.serial.waitFor('PROBE ready', { timeoutMs: 20000 });
