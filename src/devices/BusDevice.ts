@@ -12,6 +12,16 @@ export interface BusDevice {
   read(offset: number, data: Uint8Array): void;
   /** The guest wrote `data` at `offset` (little-endian). */
   write(offset: number, data: Uint8Array): void;
+  /**
+   * True when writes may be applied later, in order, without the vCPU waiting (e.g. a UART's
+   * transmit register): reads still see every earlier write. Saves a main-thread round trip per write.
+   */
+  readonly postedWrites?: boolean;
+  /**
+   * The byte a one-byte read at `offset` returns right now, if that read has no side effect;
+   * otherwise undefined. Lets a vCPU thread answer status polls (a UART's LSR) by itself.
+   */
+  peekByte?(offset: number): number | undefined;
 }
 
 /** An interrupt line into the in-kernel irqchip (an ISA IRQ / GSI). */

@@ -268,6 +268,15 @@ export class Serial8250 implements BusDevice {
     for (let i = 0; i < data.length; i++) this.#writeByte(offset + i, data[i]!);
   }
 
+  /** Transmit and control writes have no effect a later read could miss if they are applied in order. */
+  readonly postedWrites = true;
+
+  /** LSR and MSR reads without side effects (no sticky LSR errors, not in loopback), for vCPU-side polling. */
+  peekByte(offset: number): number | undefined {
+    if (offset === UART_LSR && this.#lsrErrors === 0) return this.#lsr();
+    return undefined;
+  }
+
   get #dlab(): boolean {
     return (this.#lcr & UART_LCR_DLAB) !== 0;
   }

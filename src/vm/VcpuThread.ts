@@ -11,7 +11,7 @@ import { KICK_SIGNAL, libc, nativeView } from '../hypervisor/kvm/libc';
 import type { Vcpu } from '../hypervisor/Hypervisor';
 import { KvmkitError } from '../errors';
 import type { GuestRegion } from '../memory/GuestMemory';
-import { ACCESS, MB, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
+import { ACCESS, MB, POST_SLOTS, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
 
 /** Serves one device access; for reads, returns the value (up to 8 bytes, little-endian). */
 export type AccessHandler = (kind: number, addr: number, size: number, value: bigint) => bigint | void;
@@ -41,6 +41,7 @@ export class VcpuThread {
   private serving = false;
   private started = false;
   private handler: AccessHandler = () => undefined;
+  private afterAccess: () => void = () => {};
   private onMessage: (m: VcpuWorkerMessage) => void = () => {};
   /** Resolves with the worker's final message. */
   readonly exited: Promise<VcpuWorkerMessage & { type: 'exit' }>;
@@ -59,6 +60,7 @@ export class VcpuThread {
         final ??= { type: 'exit', reason: 'crash', detail: { reason: `vCPU worker failed: ${err.message}`, vcpu: -1, registers: {} } };
       });
       this.worker.on('exit', () => {
+        if (this.started) Atomics.store(this.mb, MB.POST_TAIL, this.drainPosted()); // writes queued before the thread ended
         this.serving = false;
         this.runBytes = undefined; // the kvm_run mapping may be unmapped from now on: never touch it
         Atomics.store(this.mb, MB.STATE, VcpuRunState.EXITED);
@@ -74,12 +76,13 @@ export class VcpuThread {
   }
 
   /** Hand the worker its vCPU; it enters KVM_RUN and posts `ready`. */
-  start(vcpu: Vcpu, portMap: SharedArrayBuffer, regions: readonly GuestRegion[], paravirtual: boolean, handler: AccessHandler, onMessage: (m: VcpuWorkerMessage) => void): void {
+  start(vcpu: Vcpu, portMap: SharedArrayBuffer, portShadow: SharedArrayBuffer, regions: readonly GuestRegion[], paravirtual: boolean, handler: AccessHandler, onMessage: (m: VcpuWorkerMessage) => void, afterAccess: () => void = () => {}): void {
     this.handler = handler;
     this.onMessage = onMessage;
+    this.afterAccess = afterAccess;
     this.runBytes = new Uint8Array(nativeView(vcpu.runAddress, vcpu.runSize));
     const wd: VcpuWorkerData = {
-      vcpuId: vcpu.id, fd: vcpu.fd, runAddress: vcpu.runAddress, runSize: vcpu.runSize, mailbox: this.mailbox, portMap,
+      vcpuId: vcpu.id, fd: vcpu.fd, runAddress: vcpu.runAddress, runSize: vcpu.runSize, mailbox: this.mailbox, portMap, portShadow,
       regions: regions.map((r) => ({ ...r })), paravirtual,
     };
     this.started = true;
@@ -99,31 +102,58 @@ export class VcpuThread {
   }
 
   private async serve(): Promise<void> {
+    let wake = 0;
     let seen = 0;
     while (this.serving) {
-      const w = Atomics.waitAsync(this.mb, MB.REQ_SEQ, seen);
+      const w = Atomics.waitAsync(this.mb, MB.WAKE, wake);
       if (w.async) await w.value;
+      wake = Atomics.load(this.mb, MB.WAKE);
+      // Posted writes first: a request that follows them must see their effects.
+      const tail = this.drainPosted();
       const cur = Atomics.load(this.mb, MB.REQ_SEQ);
-      if (cur === seen) continue;
-      seen = cur;
-      const kind = this.mb[MB.KIND];
-      const addr = (this.mb[MB.ADDR_LO] >>> 0) + (this.mb[MB.ADDR_HI] >>> 0) * 0x1_0000_0000;
-      const size = this.mb[MB.SIZE];
-      const value = BigInt(this.mb[MB.DATA_LO] >>> 0) | (BigInt(this.mb[MB.DATA_HI] >>> 0) << 32n);
-      let result: bigint | void = undefined;
-      try {
-        result = this.handler(kind, addr, size, value);
-      } catch {
-        // A device must never fail the VMM; the handler reports its own errors. Reads see all ones.
-        result = kind === ACCESS.PIO_READ || kind === ACCESS.MMIO_READ ? -1n : undefined;
+      if (cur !== seen) {
+        seen = cur;
+        this.serveRequest();
       }
-      if (typeof result === 'bigint') {
-        this.mb[MB.DATA_LO] = Number(result & 0xffff_ffffn) | 0;
-        this.mb[MB.DATA_HI] = Number((result >> 32n) & 0xffff_ffffn) | 0;
-      }
-      Atomics.add(this.mb, MB.RESP_SEQ, 1);
-      Atomics.notify(this.mb, MB.RESP_SEQ);
+      this.afterAccess();
+      // Only now may the worker trust the shadow table again (it reads shadows when the ring is empty).
+      Atomics.store(this.mb, MB.POST_TAIL, tail);
     }
+  }
+
+  /** Apply the queued writes; returns the new tail, which the caller publishes. */
+  private drainPosted(): number {
+    const head = Atomics.load(this.mb, MB.POST_HEAD);
+    let tail = this.mb[MB.POST_TAIL];
+    while (tail !== head) {
+      const at = MB.POST_RING + (tail % POST_SLOTS) * 3;
+      this.call(ACCESS.PIO_WRITE, this.mb[at], this.mb[at + 1], BigInt(this.mb[at + 2] >>> 0));
+      tail++;
+    }
+    return tail;
+  }
+
+  private call(kind: number, addr: number, size: number, value: bigint): bigint | void {
+    try {
+      return this.handler(kind, addr, size, value);
+    } catch {
+      // A device must never fail the VMM; the handler reports its own errors. Reads see all ones.
+      return kind === ACCESS.PIO_READ || kind === ACCESS.MMIO_READ ? -1n : undefined;
+    }
+  }
+
+  private serveRequest(): void {
+    const kind = this.mb[MB.KIND];
+    const addr = (this.mb[MB.ADDR_LO] >>> 0) + (this.mb[MB.ADDR_HI] >>> 0) * 0x1_0000_0000;
+    const size = this.mb[MB.SIZE];
+    const value = BigInt(this.mb[MB.DATA_LO] >>> 0) | (BigInt(this.mb[MB.DATA_HI] >>> 0) << 32n);
+    const result = this.call(kind, addr, size, value);
+    if (typeof result === 'bigint') {
+      this.mb[MB.DATA_LO] = Number(result & 0xffff_ffffn) | 0;
+      this.mb[MB.DATA_HI] = Number((result >> 32n) & 0xffff_ffffn) | 0;
+    }
+    Atomics.add(this.mb, MB.RESP_SEQ, 1);
+    Atomics.notify(this.mb, MB.RESP_SEQ);
   }
 
   /** Force the vCPU out of KVM_RUN (immediate_exit + a signal to its thread). Synchronous, safe to call on process exit. */

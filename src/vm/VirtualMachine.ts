@@ -12,7 +12,7 @@ import { layoutFor } from '../arch';
 import type { X86VcpuInit } from '../arch/x86_64/types';
 import { BootImageError, ConfigError, KvmkitError, VmStateError } from '../errors';
 import { Bus } from '../devices/Bus';
-import type { IrqLine } from '../devices/BusDevice';
+import type { BusDevice, IrqLine } from '../devices/BusDevice';
 import { AcpiPm, PM1A_CNT_LEN, PM1A_CNT_PORT, PM1A_EVT_LEN, PM1A_EVT_PORT } from '../devices/AcpiPm';
 import { Cmos, CMOS_PORT, CMOS_PORT_LEN } from '../devices/Cmos';
 import { I8042, I8042_PORT, I8042_PORT_LEN } from '../devices/I8042';
@@ -22,7 +22,7 @@ import { PciRoot } from '../devices/pci/PciRoot';
 import { KvmHypervisor, type KvmVm } from '../hypervisor/kvm/KvmHypervisor';
 import type { Vcpu } from '../hypervisor/Hypervisor';
 import { GuestMemory } from '../memory/GuestMemory';
-import { ACCESS, type CrashReport, type VcpuWorkerMessage } from './mailbox';
+import { ACCESS, type CrashReport, PORT, type VcpuWorkerMessage } from './mailbox';
 import { hostArch, resolveOptions, type ResolvedOptions, type VirtualMachineOptions } from './options';
 import { SerialConsole } from './SerialConsole';
 import { VcpuThread } from './VcpuThread';
@@ -105,6 +105,7 @@ export class VirtualMachine extends TypedEventEmitter {
   private vcpus: Vcpu[] = [];
   private threads: VcpuThread[] = [];
   private uart?: Serial8250;
+  private refreshShadows: () => void = () => {};
   private pendingSerial: Uint8Array[] = [];
   private flushScheduled = false;
   private exitInfo?: ExitInfo;
@@ -122,6 +123,7 @@ export class VirtualMachine extends TypedEventEmitter {
     this.serial = new SerialConsole((bytes) => {
       if (!this.uart) throw new VmStateError('the serial console accepts input only while the VM runs');
       this.uart.input(bytes);
+      this.refreshShadows(); // LSR now shows data ready
     });
   }
 
@@ -227,9 +229,27 @@ export class VirtualMachine extends TypedEventEmitter {
     pio.insert(new PciConfigIo(new PciRoot(), { onReset: reboot }), PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_LEN);
     const mmio = new Bus('mmio');
 
+    // What the vCPU threads may do by themselves: queue writes to devices with posted writes, and
+    // answer one-byte status polls from a shadow table the main thread refreshes after each access.
     const portMap = new SharedArrayBuffer(0x10000);
+    const portShadow = new SharedArrayBuffer(0x10000 * 2);
     const ports = new Uint8Array(portMap);
-    for (let p = 0; p < 0x10000; p++) if (pio.lookup(p)) ports[p] = 1;
+    const shadow = new Int16Array(portShadow).fill(-1);
+    const shadowed: { port: number; device: BusDevice; offset: number }[] = [];
+    for (let p = 0; p < 0x10000; p++) {
+      const range = pio.lookup(p);
+      if (!range) continue;
+      ports[p] = PORT.MAPPED | (range.device.postedWrites ? PORT.POSTED_WRITE : 0);
+      if (range.device.peekByte) {
+        ports[p] |= PORT.SHADOW_READ;
+        shadowed.push({ port: p, device: range.device, offset: p - range.base });
+      }
+    }
+    const refreshShadows = (): void => {
+      for (const s of shadowed) Atomics.store(shadow, s.port, s.device.peekByte!(s.offset) ?? -1);
+    };
+    refreshShadows();
+    this.refreshShadows = refreshShadows;
 
     const scratch = new Uint8Array(8);
     const handler = (kind: number, addr: number, size: number, value: bigint): bigint | void => {
@@ -253,7 +273,7 @@ export class VirtualMachine extends TypedEventEmitter {
       let markReady!: () => void;
       ready.push(new Promise((r) => (markReady = r)));
       const thread = this.threads[vcpu.id];
-      thread.start(vcpu, portMap, memory.regions, kvm.paravirtual, handler, (m) => this.onWorkerMessage(vcpu.id, m, markReady));
+      thread.start(vcpu, portMap, portShadow, memory.regions, kvm.paravirtual, handler, (m) => this.onWorkerMessage(vcpu.id, m, markReady), refreshShadows);
       void thread.exited.then((m) => {
         markReady();
         if (m.reason === 'crash') this.end({ reason: 'crash', crash: m.detail });

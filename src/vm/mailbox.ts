@@ -27,7 +27,27 @@ export const MB = {
   STATE: 11,
   /** Count of port accesses to unmapped ports, served in the worker. */
   UNHANDLED: 12,
-  LENGTH: 16,
+  /** Incremented by the worker whenever the main thread has something to do (a request or posted writes). */
+  WAKE: 13,
+  /** Posted-write ring: next slot the worker fills / the main thread drains (free-running counters). */
+  POST_HEAD: 14,
+  POST_TAIL: 15,
+  /** First Int32 of the posted-write ring: POST_SLOTS entries of [port, size, value]. */
+  POST_RING: 16,
+  LENGTH: 16 + 3 * 256,
+} as const;
+
+/** Entries in the posted-write ring. */
+export const POST_SLOTS = 256;
+
+/** Flags in the port map shared with the workers (one byte per port). */
+export const PORT = {
+  /** A device on the main thread serves this port. */
+  MAPPED: 1,
+  /** Writes may be queued and applied in order later ({@link BusDevice.postedWrites}). */
+  POSTED_WRITE: 2,
+  /** One-byte reads may be answered from the shadow table when no write is queued. */
+  SHADOW_READ: 4,
 } as const;
 
 /** What the worker asks of the main thread. */
@@ -43,8 +63,10 @@ export interface VcpuWorkerData {
   runAddress: number | bigint;
   runSize: number;
   mailbox: SharedArrayBuffer;
-  /** 64 Ki entries, 1 where a port is served by a device on the main thread. */
+  /** 64 Ki entries of {@link PORT} flags. */
   portMap: SharedArrayBuffer;
+  /** 64 Ki Int16 entries: the value a one-byte read of the port returns now, or -1 (ask the device). */
+  portShadow: SharedArrayBuffer;
   regions: { guestAddress: number; size: number; hostAddress: number | bigint }[];
   /** Apply the PVM emulation-failure recoveries of DESIGN.md. */
   paravirtual: boolean;

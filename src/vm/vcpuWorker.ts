@@ -13,7 +13,7 @@ import {
   FPU_MXCSR_OFF, FPU_SIZE, REGS_SIZE, SREGS_SIZE, VCPU_EVENTS_SIZE,
 } from '../hypervisor/kvm/structs';
 import { GuestMemory } from '../memory/GuestMemory';
-import { ACCESS, type CrashReport, MB, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
+import { ACCESS, type CrashReport, MB, PORT, POST_SLOTS, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
 import { decodeRecoverable } from './x86Recovery';
 import { installKickHandler, sigsetWith } from './signals';
 
@@ -23,6 +23,7 @@ const c = libc();
 let data: VcpuWorkerData;
 let mb: Int32Array;
 let portMap: Uint8Array;
+let shadow: Int16Array;
 let runBytes: Uint8Array;
 let run: DataView;
 let memory: GuestMemory;
@@ -45,6 +46,7 @@ function init(wd: VcpuWorkerData): void {
   data = wd;
   mb = new Int32Array(data.mailbox);
   portMap = new Uint8Array(data.portMap);
+  shadow = new Int16Array(data.portShadow);
   runBytes = new Uint8Array(nativeView(data.runAddress, data.runSize));
   run = new DataView(runBytes.buffer);
   memory = GuestMemory.fromMapped(data.regions);
@@ -67,8 +69,26 @@ function callMain(kind: number, addr: number, size: number, lo: number, hi: numb
   mb[MB.DATA_HI] = hi;
   const resp = Atomics.load(mb, MB.RESP_SEQ);
   Atomics.add(mb, MB.REQ_SEQ, 1);
-  Atomics.notify(mb, MB.REQ_SEQ);
+  wakeMain();
   while (Atomics.load(mb, MB.RESP_SEQ) === resp) Atomics.wait(mb, MB.RESP_SEQ, resp, 1000);
+}
+
+function wakeMain(): void {
+  Atomics.add(mb, MB.WAKE, 1);
+  Atomics.notify(mb, MB.WAKE);
+}
+
+/** Queue a port write for the main thread without waiting; false when the ring is full. */
+function postWrite(port: number, size: number, value: number): boolean {
+  const head = mb[MB.POST_HEAD];
+  if (head - Atomics.load(mb, MB.POST_TAIL) >= POST_SLOTS) return false;
+  const at = MB.POST_RING + (head % POST_SLOTS) * 3;
+  mb[at] = port;
+  mb[at + 1] = size;
+  mb[at + 2] = value;
+  Atomics.store(mb, MB.POST_HEAD, head + 1);
+  wakeMain();
+  return true;
 }
 
 function handleIo(): void {
@@ -79,15 +99,24 @@ function handleIo(): void {
   const off = Number(run.getBigUint64(RUN_U + 8, true));
   for (let i = 0; i < count; i++) {
     const at = off + i * size;
-    if (!portMap[port]) {
+    const flags = portMap[port];
+    if (!flags) {
       if (dir === 0) runBytes.fill(0xff, at, at + size);
       Atomics.add(mb, MB.UNHANDLED, 1);
       continue;
     }
     if (dir === 0) {
+      // A status poll: answered here when no write of ours is still queued.
+      if (size === 1 && flags & PORT.SHADOW_READ && mb[MB.POST_HEAD] === Atomics.load(mb, MB.POST_TAIL)) {
+        const v = Atomics.load(shadow, port);
+        if (v >= 0) {
+          runBytes[at] = v;
+          continue;
+        }
+      }
       callMain(ACCESS.PIO_READ, port, size, 0, 0);
       writeData(at, size);
-    } else {
+    } else if (!(flags & PORT.POSTED_WRITE) || !postWrite(port, size, readLo(at, size))) {
       callMain(ACCESS.PIO_WRITE, port, size, readLo(at, size), 0);
     }
   }

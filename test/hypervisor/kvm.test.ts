@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { KvmError } from '../../src/errors';
 import { KvmHypervisor } from '../../src/hypervisor/kvm/KvmHypervisor';
 import { GuestMemory } from '../../src/memory/GuestMemory';
-import { ACCESS } from '../../src/vm/mailbox';
+import { ACCESS, PORT } from '../../src/vm/mailbox';
 import { VcpuThread } from '../../src/vm/VcpuThread';
 
 const hasKvm = existsSync('/dev/kvm');
@@ -40,13 +40,13 @@ describe.skipIf(!hasKvm)('KVM bindings on /dev/kvm', () => {
     vcpu.setSregs({ cs: { base: 0, limit: 0xffff, selector: 0, type: 0xb, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0 } });
     vcpu.setRegs({ rip: 0x1000, rflags: 2 });
     const portMap = new SharedArrayBuffer(0x10000);
-    new Uint8Array(portMap).fill(1, 0x3f8, 0x400).fill(1, 0x604, 0x606);
+    new Uint8Array(portMap).fill(PORT.MAPPED, 0x3f8, 0x400).fill(PORT.MAPPED, 0x604, 0x606);
     const out: number[] = [];
     let sawPm!: () => void;
     const pm = new Promise<number>((r) => (sawPm = () => r(0)));
     let pmValue = 0;
     const thread = new VcpuThread();
-    thread.start(vcpu, portMap, mem.regions, kvm.paravirtual, (kind, addr, size, value) => {
+    thread.start(vcpu, portMap, new SharedArrayBuffer(0x20000), mem.regions, kvm.paravirtual, (kind, addr, size, value) => {
       if (kind === ACCESS.PIO_WRITE && addr === 0x3f8) out.push(Number(value));
       if (kind === ACCESS.PIO_WRITE && addr === 0x604) {
         expect(size).toBe(2);
