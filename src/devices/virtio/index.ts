@@ -10,3 +10,4 @@ export { VirtQueue, VirtQueueError } from './VirtQueue';
 export type { VirtQueueOptions } from './VirtQueue';
 export { DescriptorChain, guestViews } from './DescriptorChain';
 export type { DescriptorBuffer } from './DescriptorChain';
+export { VirtioRng, RNG_MAX_REQUEST_BYTES } from './rng/VirtioRng';

@@ -5,7 +5,7 @@
  */
 import { GuestMemory } from '../../../src/memory/GuestMemory';
 import { VirtQueue } from '../../../src/devices/virtio/VirtQueue';
-import type { VirtioInterrupt } from '../../../src/devices/virtio/VirtioDevice';
+import type { VirtioDevice, VirtioInterrupt } from '../../../src/devices/virtio/VirtioDevice';
 import {
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
@@ -186,4 +186,35 @@ export class FakeInterrupt implements VirtioInterrupt {
   needsReset(cause: Error): void {
     this.resets.push(cause);
   }
+}
+
+/** A device activated on rings laid out by test drivers, as the transport would do it. */
+export interface ActiveDevice {
+  drivers: TestDriver[];
+  queues: VirtQueue[];
+  interrupt: FakeInterrupt;
+}
+
+/**
+ * Lay out one ring per queue (queue `i` at 0x1000 + i * 0x4000, `size` entries), negotiate
+ * `features` (default: everything the device offers) and call `device.activate()`.
+ */
+export function activate(
+  device: VirtioDevice,
+  mem: GuestMemory,
+  opts: { size?: number; features?: bigint } = {},
+): ActiveDevice {
+  const features = opts.features ?? device.deviceFeatures();
+  const drivers = device.queueMaxSizes.map((max, i) => {
+    const base = 0x1000 + i * 0x4000;
+    return new TestDriver(mem, { size: Math.min(opts.size ?? 16, max), desc: base, avail: base + 0x1000, used: base + 0x2000 });
+  });
+  const queues = drivers.map((d, i) => {
+    const q = d.queue({ maxSize: device.queueMaxSizes[i]!, index: i });
+    q.setFeatures(features);
+    return q;
+  });
+  const interrupt = new FakeInterrupt();
+  device.activate({ mem, queues, interrupt, features });
+  return { drivers, queues, interrupt };
 }
