@@ -11,3 +11,8 @@ export type { VirtQueueOptions } from './VirtQueue';
 export { DescriptorChain, guestViews } from './DescriptorChain';
 export type { DescriptorBuffer } from './DescriptorChain';
 export { VirtioRng, RNG_MAX_REQUEST_BYTES } from './rng/VirtioRng';
+export {
+  VirtioConsole, VIRTIO_CONSOLE_F_SIZE, VIRTIO_CONSOLE_F_MULTIPORT, VIRTIO_CONSOLE_F_EMERG_WRITE,
+  CONSOLE_RECEIVEQ, CONSOLE_TRANSMITQ, CONSOLE_MAX_OUTPUT_CHUNK,
+} from './console/VirtioConsole';
+export type { VirtioConsoleOptions } from './console/VirtioConsole';
