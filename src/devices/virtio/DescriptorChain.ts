@@ -50,10 +50,23 @@ export class DescriptorChain {
     readonly descriptorCount = buffers.length,
     readonly indirect = false,
   ) {
-    this.readable = buffers.filter((b) => !b.writable);
-    this.writable = buffers.filter((b) => b.writable);
-    this.readableLength = this.readable.reduce((s, b) => s + b.len, 0);
-    this.writableLength = this.writable.reduce((s, b) => s + b.len, 0);
+    const readable: DescriptorBuffer[] = [];
+    const writable: DescriptorBuffer[] = [];
+    let readableLength = 0;
+    let writableLength = 0;
+    for (const b of buffers) {
+      if (b.writable) {
+        writable.push(b);
+        writableLength += b.len;
+      } else {
+        readable.push(b);
+        readableLength += b.len;
+      }
+    }
+    this.readable = readable;
+    this.writable = writable;
+    this.readableLength = readableLength;
+    this.writableLength = writableLength;
   }
 
   /**

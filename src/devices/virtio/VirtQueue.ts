@@ -84,8 +84,6 @@ export class VirtQueue {
   readonly maxSize: number;
   /** Queue number within the device. */
   readonly index: number;
-  /** Guest memory the rings live in. */
-  mem: GuestMemory | undefined;
   /** queue_enable: the driver finished configuring this queue (§4.1.4.3). */
   ready = false;
   /** queue_msix_vector (§4.1.4.3, §4.1.5.1.2); {@link VIRTIO_MSI_NO_VECTOR} when unmapped. */
@@ -95,6 +93,7 @@ export class VirtQueue {
   /** VIRTIO_F_INDIRECT_DESC was negotiated: accept indirect tables (§2.7.5.3). */
   indirect = false;
 
+  private memValue: GuestMemory | undefined;
   private sizeValue: number;
   private descValue = 0;
   private availValue = 0;
@@ -121,9 +120,17 @@ export class VirtQueue {
     this.maxSize = maxSize;
     this.sizeValue = maxSize;
     this.index = options.index ?? 0;
-    this.mem = options.mem;
+    this.memValue = options.mem;
   }
 
+  /** Guest memory the rings and buffers live in. */
+  get mem(): GuestMemory | undefined {
+    return this.memValue;
+  }
+  set mem(v: GuestMemory | undefined) {
+    this.memValue = v;
+    this.validated = false;
+  }
   /** queue_size chosen by the driver (§4.1.4.3); checked by {@link validate}. Default `maxSize`. */
   get size(): number {
     return this.sizeValue;
@@ -217,7 +224,12 @@ export class VirtQueue {
    */
   hasAvailable(): boolean {
     if (!this.ready) return false;
-    return this.guard(() => this.pendingCount() > 0);
+    this.usable();
+    try {
+      return this.pendingCount() > 0;
+    } catch (e) {
+      throw this.asQueueError(e);
+    }
   }
 
   /**
@@ -234,7 +246,8 @@ export class VirtQueue {
    */
   pop(): DescriptorChain | undefined {
     if (!this.ready) return undefined;
-    return this.guard(() => {
+    this.usable();
+    try {
       if (this.pendingCount() === 0) {
         if (!this.eventIdx || this.kicksSuppressed) return undefined;
         // Ask for a kick on the next chain, then look again: the driver may have published one
@@ -253,7 +266,9 @@ export class VirtQueue {
       }
       this.inFlightCount++;
       return this.walk(head);
-    });
+    } catch (e) {
+      throw this.asQueueError(e);
+    }
   }
 
   /**
@@ -294,29 +309,30 @@ export class VirtQueue {
     if (!Number.isInteger(len) || len < 0 || len > MAX_CHAIN_BYTES) {
       throw new RangeError(`used length must be an integer from 0 to 2^32-1, got ${len}`);
     }
-    this.guard(() => {
-      if (!Number.isInteger(head) || head < 0 || head >= this.sizeValue) {
-        throw new VirtQueueError(`virtqueue ${this.index}: addUsed head ${head} is outside the table of ${this.sizeValue}`, {
-          queue: this.index,
-          fatal: false,
-        });
-      }
-      if (this.inFlightCount === 0) {
-        throw new VirtQueueError(`virtqueue ${this.index}: addUsed(${head}) with no chain in flight (returned twice?)`, {
-          queue: this.index,
-          head,
-          fatal: false,
-        });
-      }
+    this.usable();
+    if (!Number.isInteger(head) || head < 0 || head >= this.sizeValue) {
+      throw new VirtQueueError(`virtqueue ${this.index}: addUsed head ${head} is outside the table of ${this.sizeValue}`, {
+        queue: this.index,
+        fatal: false,
+      });
+    }
+    if (this.inFlightCount === 0) {
+      throw new VirtQueueError(`virtqueue ${this.index}: addUsed(${head}) with no chain in flight (returned twice?)`, {
+        queue: this.index,
+        head,
+        fatal: false,
+      });
+    }
+    try {
       const mem = this.mem!;
-      const elem = this.usedValue + RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * (this.nextUsedIdx & (this.sizeValue - 1));
-      writeU32(mem, elem, head);
-      writeU32(mem, elem + 4, len);
+      writeUsedElem(mem, this.usedValue + RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * (this.nextUsedIdx & (this.sizeValue - 1)), head, len);
       // The element is visible before idx: stores are not reordered on x86 (TSO) nor by V8.
       this.nextUsedIdx = (this.nextUsedIdx + 1) & 0xffff;
       writeU16(mem, this.usedValue + RING_IDX, this.nextUsedIdx);
       this.inFlightCount--;
-    });
+    } catch (e) {
+      throw this.asQueueError(e);
+    }
   }
 
   /**
@@ -327,7 +343,7 @@ export class VirtQueue {
    */
   shouldNotify(): boolean {
     if (!this.ready || !this.mem || this.failure || !this.validated) return false;
-    return this.guard(() => {
+    try {
       const oldIdx = this.lastCheckedUsed;
       const newIdx = this.nextUsedIdx;
       this.lastCheckedUsed = newIdx;
@@ -339,7 +355,9 @@ export class VirtQueue {
         return vringNeedEvent(usedEvent, newIdx, oldIdx);
       }
       return (readU16(mem, this.availValue + RING_FLAGS) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
-    });
+    } catch (e) {
+      throw this.asQueueError(e);
+    }
   }
 
   /**
@@ -402,27 +420,40 @@ export class VirtQueue {
 
   // ---- internals ----
 
-  /** Run `fn` on a usable queue; a GuestMemoryError (e.g. RAM released) becomes a fatal VirtQueueError. */
-  private guard<T>(fn: () => T): T {
+  /** Throw unless the queue can be used: not broken, layout valid (checked once per change). */
+  private usable(): void {
     if (this.failure) throw this.failure;
     if (!this.validated) this.validate();
+  }
+
+  /** What to throw for `e`: a GuestMemoryError (e.g. RAM released) breaks the queue. */
+  private asQueueError(e: unknown): unknown {
+    return e instanceof GuestMemoryError ? this.breakQueue(`guest memory access failed: ${e.message}`, e) : e;
+  }
+
+  /** Run `fn` on a usable queue (cold paths; the hot ones inline the same). */
+  private guard<T>(fn: () => T): T {
+    this.usable();
     try {
       return fn();
     } catch (e) {
-      if (e instanceof VirtQueueError) throw e;
-      if (e instanceof GuestMemoryError) this.fail(`guest memory access failed: ${e.message}`, e);
-      throw e;
+      throw this.asQueueError(e);
     }
   }
 
-  /** Mark the queue broken and throw. */
-  private fail(what: string, cause?: unknown): never {
+  /** Mark the queue broken (until reset) and return the fatal error. */
+  private breakQueue(what: string, cause?: unknown): VirtQueueError {
     this.failure = new VirtQueueError(`virtqueue ${this.index}: ${what}; the device needs a reset`, {
       queue: this.index,
       fatal: true,
       cause,
     });
-    throw this.failure;
+    return this.failure;
+  }
+
+  /** Mark the queue broken and throw. */
+  private fail(what: string, cause?: unknown): never {
+    throw this.breakQueue(what, cause);
   }
 
   /** Available chains not yet popped; re-reads avail.idx when the cached value is used up. */
@@ -563,8 +594,12 @@ function writeU16(mem: GuestMemory, addr: number, v: number): void {
   else new DataView(b.buffer, b.byteOffset, 2).setUint16(0, v, true);
 }
 
-function writeU32(mem: GuestMemory, addr: number, v: number): void {
-  mem.write(addr, Uint8Array.of(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff));
+/** Write struct virtq_used_elem {le32 id; le32 len} (§2.7.8); 4-byte aligned like the used ring. */
+function writeUsedElem(mem: GuestMemory, addr: number, id: number, len: number): void {
+  const b = mem.slice(addr, VIRTQ_USED_ELEM_SIZE);
+  const v = new DataView(b.buffer, b.byteOffset, VIRTQ_USED_ELEM_SIZE);
+  v.setUint32(0, id, true);
+  v.setUint32(4, len, true);
 }
 
 function isPowerOfTwo(n: number): boolean {
