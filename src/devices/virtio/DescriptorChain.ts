@@ -1,5 +1,5 @@
 /**
- * A descriptor chain popped from a {@link VirtQueue}: the request's buffers, already checked
+ * A descriptor chain popped from a `VirtQueue`: the request's buffers, already checked
  * (every buffer lies in guest RAM, device-readable buffers come before device-writable ones), with
  * bounds-checked copy helpers and zero-copy views for devices that do I/O straight into guest RAM.
  * @module
@@ -36,7 +36,7 @@ export class DescriptorChain {
   readonly writableLength: number;
 
   /**
-   * Built by {@link VirtQueue.pop}; the buffers must already be validated against `mem`.
+   * Built by `VirtQueue.pop()`; the buffers must already be validated against `mem`.
    * @param mem guest memory the buffers live in
    * @param head index of the chain's first descriptor in the descriptor table (the id to return)
    * @param buffers every non-empty buffer in chain order, readable ones first

@@ -587,7 +587,7 @@ function readU16(mem: GuestMemory, addr: number): number {
   return b[0]! | (b[1]! << 8);
 }
 
-/** Store a le16 ring field (`used.idx`, `avail_event`, `used.flags`) in one access; see {@link readU16}. */
+/** Store a le16 ring field (`used.idx`, `avail_event`, `used.flags`) in one access; see `readU16`. */
 function writeU16(mem: GuestMemory, addr: number, v: number): void {
   const b = mem.slice(addr, 2);
   if (LITTLE_ENDIAN_HOST && (b.byteOffset & 1) === 0) new Uint16Array(b.buffer, b.byteOffset, 1)[0] = v;

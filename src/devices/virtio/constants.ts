@@ -59,7 +59,7 @@ export const VIRTIO_F_IN_ORDER = 1n << 35n;
 export const VIRTIO_F_RING_RESET = 1n << 40n;
 
 /**
- * What every kvmkit device can offer because {@link VirtQueue} implements it: VERSION_1,
+ * What every kvmkit device can offer because `VirtQueue` implements it: VERSION_1,
  * INDIRECT_DESC and EVENT_IDX. Devices OR their own bits into it.
  */
 export const VIRTQUEUE_FEATURES = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX;
