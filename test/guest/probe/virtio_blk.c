@@ -691,6 +691,7 @@ static void test_irq(struct blk *b, u64 wsector)
 	 * the first used buffer after a reset, whatever used_event says. */
 	vq_interrupts(&b->q, false);
 	blk_rw_linear(b, VIRTIO_BLK_T_IN, wsector, buf_dst, 512, NULL);
+	udelay(5000);	/* its notification may trail the used ring update */
 	(void)virtio_isr(d);
 	blk_rw_linear(b, VIRTIO_BLK_T_IN, wsector, buf_dst, 512, NULL);
 	udelay(5000);
@@ -933,7 +934,8 @@ static u32 find_disks(void)
 static void blk_test(void)
 {
 	u32 n = find_disks();
-	probe("virtio-blk-count=%u", n);
+	probe("virtio-blk-count=%u cfg=%s ecam=0x%llx", n, virtio_pci_ecam() ? "ecam" : "cf8",
+	      (unsigned long long)virtio_pci_ecam());
 	if (!alloc_bufs()) {
 		probe("virtio-blk error=out-of-memory");
 		return;

@@ -21,6 +21,35 @@ static u64 ecam_base;		/* bus 0 of segment 0; 0: use ports 0xcf8/0xcfc */
 static u64 ecam_size;
 static bool ecam_probed;
 
+/*
+ * QEMU microvm (pcie=on) has no MCFG: its DSDT gives the ECAM base as PCI0._CBA (ACPI 6.5
+ * §6.5.6), "Method (_CBA) { Return (0xE0000000) }" or a Name. Find the "_CBA" NameSeg and the
+ * integer after it (AML: MethodOp PkgLength NameString MethodFlags ReturnOp(0xA4) Integer).
+ */
+static void ecam_from_dsdt(void)
+{
+	u64 t = acpi_dsdt();
+	if (!t)
+		return;
+	u32 len = rd32(t + 4);
+	for (u64 p = t + 36; p + 16 <= t + len; p++) {
+		if (memcmp((const void *)p, "_CBA", 4))
+			continue;
+		u64 q = p + 4;
+		if (rd8(q) != 0x0a && rd8(q) != 0x0b && rd8(q) != 0x0c && rd8(q) != 0x0e)
+			q++;			/* MethodFlags */
+		if (rd8(q) == 0xa4)
+			q++;			/* ReturnOp */
+		u8 prefix = rd8(q);
+		u64 v = prefix == 0x0c ? rd32(q + 1) : prefix == 0x0e ? rd64(q + 1) : 0;
+		if (v && v < (1ull << 32)) {
+			ecam_base = v;
+			ecam_size = 256ull << 20;	/* buses 0..255 at most; only bus 0 is used */
+		}
+		return;
+	}
+}
+
 static void ecam_probe(void)
 {
 	if (ecam_probed)
@@ -33,8 +62,10 @@ static void ecam_probe(void)
 	/* ACPI MCFG (PCI Firmware 3.2 §4.1.2): 36-byte header, 8 reserved, then 16-byte entries
 	 * { u64 base; u16 segment; u8 start_bus; u8 end_bus; u32 reserved; } */
 	u64 t = acpi_find_table("MCFG");
-	if (!t)
+	if (!t) {
+		ecam_from_dsdt();
 		return;
+	}
 	u32 len = rd32(t + 4);
 	for (u64 e = t + 44; e + 16 <= t + len; e += 16) {
 		if (rd16(e + 8) != 0 || rd8(e + 10) != 0)
@@ -46,6 +77,12 @@ static void ecam_probe(void)
 		ecam_size = ((u64)rd8(e + 11) + 1) << 20;
 		return;
 	}
+}
+
+u64 virtio_pci_ecam(void)
+{
+	ecam_probe();
+	return ecam_base;
 }
 
 static inline u64 ecam_addr(const struct virtio_dev *d, u16 off) { return d->ecam + (off & 0xfff); }

@@ -6,8 +6,8 @@
  * Section numbers refer to "Virtual I/O Device (VIRTIO) Version 1.2", OASIS Committee
  * Specification 01 (virtio-v1.2-cs01), https://docs.oasis-open.org/virtio/virtio/v1.2/.
  *
- * Configuration space is reached through ECAM when ACPI has an MCFG table (QEMU microvm with
- * pcie=on, q35) and through configuration mechanism #1 (ports 0xcf8/0xcfc, pci.h) otherwise
+ * Configuration space is reached through ECAM when ACPI has an MCFG table (q35) or a PCI0._CBA
+ * in the DSDT (QEMU microvm with pcie=on), and through configuration mechanism #1 (ports 0xcf8/0xcfc, pci.h) otherwise
  * (QEMU pc, kvmkit). Only bus 0 is scanned. BARs the firmware left unassigned (0, or above
  * 4 GiB where the probe's page tables do not reach) are assigned by the probe from a window that
  * starts at probe.virtio.barbase (default 0xd0000000) and ends below the IOAPIC (0xfec00000).
@@ -124,6 +124,8 @@ struct virtio_dev {
 /* Find the virtio devices of this type on bus 0 (modern and transitional ids), in slot order.
  * Fills identity and config access only. Returns how many were found (at most max). */
 u32 virtio_pci_find(u16 type, struct virtio_dev *out, u32 max);
+/* How configuration space is reached: 0 for ports 0xcf8/0xcfc, else the ECAM base (MCFG). */
+u64 virtio_pci_ecam(void);
 /* Walk the capability list (§4.1.4), assign and enable the BARs, find MSI-X; false with
  * d->err set if the device cannot be driven (e.g. no common cfg: a legacy-only device). */
 bool virtio_pci_setup(struct virtio_dev *d);

@@ -101,7 +101,8 @@ static bool rng_req(const struct vq_seg *segs, u16 n, u32 *len, const char **why
 static void rng_test(void)
 {
 	u32 n = virtio_pci_find(VIRTIO_ID_RNG, &dev, 1);
-	probe("virtio-rng-count=%u", n);
+	probe("virtio-rng-count=%u cfg=%s ecam=0x%llx", n, virtio_pci_ecam() ? "ecam" : "cf8",
+	      (unsigned long long)virtio_pci_ecam());
 	if (!n)
 		return;
 	if (!virtio_pci_setup(&dev)) {
@@ -131,7 +132,7 @@ static void rng_test(void)
 		u32 len = 0;
 		const char *why = "";
 		if (!rng_req(&s, 1, &len, &why)) {
-			probe("virtio-rng read=%u requested=%u result=%s", i, bytes, why);
+			probe("virtio-rng-read read=%u requested=%u result=%s", i, bytes, why);
 			break;
 		}
 		/* §5.4.6.1: the driver MUST examine the length written */
@@ -142,7 +143,7 @@ static void rng_test(void)
 		constant += l > 1 && dc == 1;
 		good += len > 0 && len <= bytes;
 		total += l;
-		probe("virtio-rng read=%u requested=%u len=%u distinct=%u same_as_previous=%u fnv1a64=%016llx", i, bytes, len, dc,
+		probe("virtio-rng-read read=%u requested=%u len=%u distinct=%u same_as_previous=%u fnv1a64=%016llx", i, bytes, len, dc,
 		      same ? 1 : 0, (unsigned long long)fnv(buf, l));
 		memcpy(prev, buf, l);
 		prev_len = l;
@@ -154,7 +155,7 @@ static void rng_test(void)
 	const char *why = "";
 	bool done = rng_req(two, 2, &len, &why);
 	u32 l1 = done ? (len < 100 ? len : 100) : 0, l2 = done && len > 100 ? (len - 100 < 200 ? len - 100 : 200) : 0;
-	probe("virtio-rng chain segs=2 requested=300 indirect=%u result=%s len=%u distinct_first=%u distinct_second=%u",
+	probe("virtio-rng-chain segs=2 requested=300 indirect=%u result=%s len=%u distinct_first=%u distinct_second=%u",
 	      q.indirect ? 1 : 0, done ? "completed" : why, len, distinct(buf + 1, l1), distinct(buf + 2049, l2));
 	if (!done)
 		rng_init();
