@@ -5,6 +5,8 @@
  */
 import type { CpuidEntry, MsrEntry, X86Fpu, X86Regs, X86Sregs } from '../arch/x86_64/types';
 import type { FullRegs } from './kvm/structs';
+import type { IoeventfdBinding } from './kvm/Ioeventfd';
+import type { IrqRoute } from './kvm/IrqRouting';
 
 /** A hypervisor: opens VMs. */
 export interface Hypervisor {
@@ -31,6 +33,22 @@ export interface Vm {
   createPit2(): void;
   /** Set an irqchip input line (GSI) level. */
   setIrqLine(irq: number, level: boolean): void;
+  /**
+   * Replace the GSI routing table (KVM_SET_GSI_ROUTING). The table must include the default
+   * irqchip routes to keep ISA interrupts working (see `GsiRoutingTable`).
+   */
+  setGsiRouting(routes: readonly IrqRoute[]): void;
+  /** Signal eventfd `fd` on guest writes matching `binding`, with no exit (KVM_IOEVENTFD). */
+  registerIoeventfd(fd: number, binding: IoeventfdBinding): void;
+  /** Undo {@link registerIoeventfd} (the same `fd` and `binding`). */
+  unregisterIoeventfd(fd: number, binding: IoeventfdBinding): void;
+  /**
+   * Raise `gsi` whenever eventfd `fd` is written (KVM_IRQFD). With `resampleFd` the GSI is
+   * level-triggered: KVM lowers it when the guest EOIs and then signals `resampleFd`.
+   */
+  registerIrqfd(fd: number, gsi: number, resampleFd?: number): void;
+  /** Undo {@link registerIrqfd}. */
+  unregisterIrqfd(fd: number, gsi: number): void;
   createVcpu(id: number): Vcpu;
   close(): void;
 }

@@ -7,6 +7,9 @@ import type { CpuidEntry, MsrEntry, X86Fpu, X86Regs, X86Sregs } from '../../arch
 import { KvmError } from '../../errors';
 import type { Hypervisor, Vcpu, Vm } from '../Hypervisor';
 import { KVM, KVM_API_VERSION, KVM_CAP, KVM_IOCTL_NAMES, KVM_PIT_SPEAKER_DUMMY } from './ioctls';
+import { encodeIoeventfd, type IoeventfdBinding } from './Ioeventfd';
+import { encodeIrqfd } from './Irqfd';
+import { encodeIrqRouting, type IrqRoute } from './IrqRouting';
 import { libc, MAP_FAILED, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE } from './libc';
 import {
   decodeCpuid2, decodeRegs, encodeCpuid2, encodeMemoryRegion, encodeMsrs, FPU_FCW_OFF, FPU_MXCSR_OFF, FPU_SIZE,
@@ -138,6 +141,32 @@ export class KvmVm implements Vm {
     dv.setUint32(0, irq, true);
     dv.setUint32(4, level ? 1 : 0, true);
     ioctlPtr(this.fd, KVM.IRQ_LINE, this.irqLevel);
+  }
+
+  /** KVM_CHECK_EXTENSION on the VM fd: > 0 when `cap` (a KVM_CAP_* number) is available. */
+  checkExtension(cap: number): number {
+    const r = libc().ioctlInt(this.fd, KVM.CHECK_EXTENSION, cap);
+    return r < 0 ? 0 : r;
+  }
+
+  setGsiRouting(routes: readonly IrqRoute[]): void {
+    ioctlPtr(this.fd, KVM.SET_GSI_ROUTING, encodeIrqRouting(routes));
+  }
+
+  registerIoeventfd(fd: number, binding: IoeventfdBinding): void {
+    ioctlPtr(this.fd, KVM.IOEVENTFD, encodeIoeventfd(fd, binding));
+  }
+
+  unregisterIoeventfd(fd: number, binding: IoeventfdBinding): void {
+    ioctlPtr(this.fd, KVM.IOEVENTFD, encodeIoeventfd(fd, binding, true));
+  }
+
+  registerIrqfd(fd: number, gsi: number, resampleFd?: number): void {
+    ioctlPtr(this.fd, KVM.IRQFD, encodeIrqfd(fd, gsi, resampleFd === undefined ? {} : { resampleFd }));
+  }
+
+  unregisterIrqfd(fd: number, gsi: number): void {
+    ioctlPtr(this.fd, KVM.IRQFD, encodeIrqfd(fd, gsi, { deassign: true }));
   }
 
   createVcpu(id: number): KvmVcpu {

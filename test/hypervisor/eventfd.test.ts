@@ -1,0 +1,278 @@
+/**
+ * The eventfd paths on /dev/kvm, from the hypervisor side, with a tiny 32-bit guest:
+ * - KVM_IOEVENTFD: guest doorbell writes reach an eventfd with no MMIO exit;
+ * - KVM_IRQFD + KVM_SET_GSI_ROUTING (MSI route): an eventfd write interrupts the guest;
+ * - INTx for comparison: KVM_IRQ_LINE on IOAPIC GSI 16, lowered when the guest reads an
+ *   "ISR" register (an MMIO exit served on the main thread), as virtio-pci's INTx fallback does.
+ * The MSI and INTx cases are ping-pong benchmarks (interrupt → guest handler → doorbell → main
+ * loop) and print their round-trip times: issue 3 asks which interrupt path is faster here.
+ */
+import { existsSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { X86Segment } from '../../src/arch/x86_64/types';
+import { KvmError } from '../../src/errors';
+import { EventFd } from '../../src/hypervisor/kvm/EventFd';
+import { defaultIrqchipRoutes, encodeIrqRouting, GsiRoutingTable, IOAPIC_NUM_PINS, IRQ_ROUTING_ENTRY_SIZE, KVM_IRQCHIP } from '../../src/hypervisor/kvm/IrqRouting';
+import { encodeIoeventfd, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO } from '../../src/hypervisor/kvm/Ioeventfd';
+import { encodeIrqfd, KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE } from '../../src/hypervisor/kvm/Irqfd';
+import { KvmHypervisor, type KvmVm } from '../../src/hypervisor/kvm/KvmHypervisor';
+import { GuestMemory } from '../../src/memory/GuestMemory';
+import { ACCESS } from '../../src/vm/mailbox';
+import { VcpuThread, type AccessHandler } from '../../src/vm/VcpuThread';
+import { processResources } from '../helpers/env';
+
+const hasKvm = existsSync('/dev/kvm');
+
+// ---- The guest: 16-bit code (GNU as .code16) at 0x1000 in "unreal" mode: real mode (CR0.PE = 0)
+// with DS given a 4 GiB limit through KVM_SET_SREGS, so addr32 accesses reach the LAPIC, IOAPIC and
+// MMIO. Real mode because KVM's instruction emulator, which runs all ring-0 code on a paravirtual
+// (PVM) host, implements IRET only in real mode (arch/x86/kvm/emulate.c em_iret).
+// main (0x1000):
+//   mov $0xfee000f0,%ebx; movl $0x1ff,(%ebx)        LAPIC SVR: software enable
+//   mov $0xfec00000,%ebx; movl $0x31,(%ebx)         IOAPIC IOREGSEL: redirection entry 16, high dword
+//   movl $0,0x10(%ebx)                              IOWIN: destination APIC id 0
+//   movl $0x30,(%ebx); movl $0x8041,0x10(%ebx)      low dword: vector 0x41, fixed, active high, level, unmasked
+//   sti; 1: hlt; jmp 1b
+const MAIN = [
+  0x66, 0xbb, 0xf0, 0x00, 0xe0, 0xfe, 0x67, 0x66, 0xc7, 0x03, 0xff, 0x01, 0x00, 0x00, 0x66, 0xbb, 0x00, 0x00, 0xc0, 0xfe,
+  0x67, 0x66, 0xc7, 0x03, 0x31, 0x00, 0x00, 0x00, 0x67, 0x66, 0xc7, 0x43, 0x10, 0x00, 0x00, 0x00, 0x00, 0x67, 0x66, 0xc7,
+  0x03, 0x30, 0x00, 0x00, 0x00, 0x67, 0x66, 0xc7, 0x43, 0x10, 0x41, 0x80, 0x00, 0x00, 0xfb, 0xf4, 0xeb, 0xfd,
+];
+// msi_handler (0x1100, vector 0x40): addr32 incl 0x3000; mov $0xfee000b0,%ebx; movl $0,(%ebx) (EOI);
+//   mov $0xd0000,%ebx; movw $0,(%ebx) (doorbell); iret
+const MSI_HANDLER = [
+  0x67, 0x66, 0xff, 0x05, 0x00, 0x30, 0x00, 0x00, 0x66, 0xbb, 0xb0, 0x00, 0xe0, 0xfe, 0x67, 0x66, 0xc7, 0x03, 0x00, 0x00,
+  0x00, 0x00, 0x66, 0xbb, 0x00, 0x00, 0x0d, 0x00, 0x67, 0xc7, 0x03, 0x00, 0x00, 0xcf,
+];
+// intx_handler (0x1180, vector 0x41): addr32 incl 0x3004; mov $0xc0000000,%ebx; mov (%ebx),%eax (ISR read:
+//   an MMIO exit); mov $0xfee000b0,%ebx; movl $0,(%ebx) (EOI); mov $0xd0000,%ebx; movw $0,(%ebx); iret
+const INTX_HANDLER = [
+  0x67, 0x66, 0xff, 0x05, 0x04, 0x30, 0x00, 0x00, 0x66, 0xbb, 0x00, 0x00, 0x00, 0xc0, 0x67, 0x66, 0x8b, 0x03, 0x66, 0xbb,
+  0xb0, 0x00, 0xe0, 0xfe, 0x67, 0x66, 0xc7, 0x03, 0x00, 0x00, 0x00, 0x00, 0x66, 0xbb, 0x00, 0x00, 0x0d, 0x00, 0x67, 0xc7,
+  0x03, 0x00, 0x00, 0xcf,
+];
+// doorbells (0x1200, ECX = count): mov $0xd0000,%ebx; 2: movw $1,(%ebx); addr32 loop 2b;
+//   movl $1,4(%ebx) (no ioeventfd there: one MMIO exit); outb %al,$0x80 (done); 3: jmp 3b
+const DOORBELLS = [
+  0x66, 0xbb, 0x00, 0x00, 0x0d, 0x00, 0x67, 0xc7, 0x03, 0x01, 0x00, 0x67, 0xe2, 0xf8, 0x67, 0x66, 0xc7, 0x43, 0x04, 0x01,
+  0x00, 0x00, 0x00, 0xe6, 0x80, 0xeb, 0xfe,
+];
+const CODE = 0x1000;
+const ENTRY = { main: CODE, doorbells: CODE + 0x200 };
+const IVT = 0x0;
+const COUNTERS = 0x3000;
+const DOORBELL = 0xd_0000; // not RAM (RAM is [0, 0x80000)): MMIO
+const ISR = 0xc000_0000;
+const MSI_VECTOR = 0x40;
+const INTX_VECTOR = 0x41;
+const INTX_GSI = 16;
+
+const real = (type: number): X86Segment => ({ base: 0, limit: 0xffff, selector: 0, type, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0 });
+
+interface Rig {
+  kvm: KvmHypervisor;
+  vm: KvmVm;
+  mem: GuestMemory;
+  thread: VcpuThread;
+  mmioExits: { read: number; write: number };
+  onAccess: AccessHandler;
+  close(): Promise<void>;
+}
+
+let rig: Rig | undefined;
+afterEach(async () => {
+  await rig?.close();
+  rig = undefined;
+});
+
+/** A one-vCPU VM with the guest above, its IDT and GDT, starting at `entry` with ECX = `ecx`. */
+function makeRig(entry: number, ecx = 0): Rig {
+  const kvm = new KvmHypervisor();
+  const vm = kvm.createVm();
+  vm.setTssAddress(0xfffb_d000);
+  vm.createIrqchip();
+  const mem = GuestMemory.allocate([{ guestAddress: 0, size: 0x8_0000 }]);
+  mem.regions.forEach((r, i) => vm.setUserMemoryRegion(i, r.guestAddress, r.size, r.hostAddress));
+  mem.write(CODE, Uint8Array.from(MAIN));
+  mem.write(CODE + 0x100, Uint8Array.from(MSI_HANDLER));
+  mem.write(CODE + 0x180, Uint8Array.from(INTX_HANDLER));
+  mem.write(CODE + 0x200, Uint8Array.from(DOORBELLS));
+  // Real-mode interrupt vector table: segment 0, offset = handler.
+  for (const [vector, handler] of [[MSI_VECTOR, CODE + 0x100], [INTX_VECTOR, CODE + 0x180]] as const) {
+    mem.write(IVT + vector * 4, Uint8Array.of(handler & 0xff, handler >> 8, 0, 0));
+  }
+  const vcpu = vm.createVcpu(0);
+  vcpu.setCpuid(kvm.supportedCpuid());
+  vcpu.setSregs({ cs: real(0xb), ds: { ...real(3), limit: 0xffff_ffff, g: 1 }, es: real(3), ss: real(3) });
+  vcpu.setRegs({ rip: entry, rflags: 2, rsp: 0x7000, rcx: ecx });
+  const portMap = new SharedArrayBuffer(0x10000);
+  new Uint8Array(portMap)[0x80] = 1;
+  const thread = new VcpuThread('eventfd-test');
+  const r: Rig = {
+    kvm, vm, mem, thread, mmioExits: { read: 0, write: 0 }, onAccess: () => undefined,
+    async close() {
+      await thread.stop();
+      vm.close();
+      mem.free();
+      kvm.close();
+    },
+  };
+  thread.start(vcpu, portMap, new SharedArrayBuffer(0x20000), mem.regions, kvm.paravirtual, (kind, addr, size, value) => {
+    if (kind === ACCESS.MMIO_READ) r.mmioExits.read++;
+    if (kind === ACCESS.MMIO_WRITE) r.mmioExits.write++;
+    return r.onAccess(kind, addr, size, value);
+  }, () => {});
+  return r;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!;
+
+describe('struct encoders (include/uapi/linux/kvm.h layouts)', () => {
+  it('kvm_ioeventfd: datamatch @0, addr @8, len @16, fd @20, flags @24, 64 bytes', () => {
+    const b = encodeIoeventfd(7, { address: 0xc000_1000, length: 2, datamatch: 3n, pio: true }, true);
+    const dv = new DataView(b.buffer);
+    expect(b.length).toBe(64);
+    expect(dv.getBigUint64(0, true)).toBe(3n);
+    expect(dv.getBigUint64(8, true)).toBe(0xc000_1000n);
+    expect(dv.getUint32(16, true)).toBe(2);
+    expect(dv.getInt32(20, true)).toBe(7);
+    expect(dv.getUint32(24, true)).toBe(KVM_IOEVENTFD_FLAG_DATAMATCH | KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DEASSIGN);
+    expect(new DataView(encodeIoeventfd(1, { address: 8 }).buffer).getUint32(24, true)).toBe(0);
+  });
+
+  it('kvm_irqfd: fd @0, gsi @4, flags @8, resamplefd @12, 32 bytes', () => {
+    const dv = new DataView(encodeIrqfd(5, 30, { resampleFd: 9 }).buffer);
+    expect([dv.getUint32(0, true), dv.getUint32(4, true), dv.getUint32(8, true), dv.getUint32(12, true)]).toEqual([5, 30, KVM_IRQFD_FLAG_RESAMPLE, 9]);
+    expect(new DataView(encodeIrqfd(5, 30, { deassign: true }).buffer).getUint32(8, true)).toBe(KVM_IRQFD_FLAG_DEASSIGN);
+  });
+
+  it('kvm_irq_routing: KVM default routes (IOAPIC 0..23, PIC 0..15) and 48-byte MSI entries', () => {
+    const routes = defaultIrqchipRoutes();
+    expect(routes).toHaveLength(24 + 16);
+    expect(routes.filter((r) => r.irqchip === KVM_IRQCHIP.IOAPIC).map((r) => r.pin)).toEqual([...Array(24).keys()]);
+    expect(routes.find((r) => r.gsi === 9 && r.irqchip !== KVM_IRQCHIP.IOAPIC)).toEqual({ kind: 'irqchip', gsi: 9, irqchip: KVM_IRQCHIP.PIC_SLAVE, pin: 1 });
+    const buf = encodeIrqRouting([{ kind: 'msi', gsi: 24, address: 0x1_fee0_1000n, data: 0x4041 }]);
+    const dv = new DataView(buf.buffer);
+    expect(buf.length).toBe(8 + IRQ_ROUTING_ENTRY_SIZE);
+    expect([dv.getUint32(0, true), dv.getUint32(8, true), dv.getUint32(12, true)]).toEqual([1, 24, 2]);
+    expect([dv.getUint32(24, true), dv.getUint32(28, true), dv.getUint32(32, true)]).toEqual([0xfee0_1000, 1, 0x4041]);
+  });
+
+  it('GsiRoutingTable hands out GSIs above the IOAPIC and applies whole tables only on change', () => {
+    const applied: number[] = [];
+    const t = new GsiRoutingTable((r) => applied.push(r.length));
+    const a = t.allocate();
+    const b = t.allocate();
+    expect([a, b]).toEqual([IOAPIC_NUM_PINS, IOAPIC_NUM_PINS + 1]);
+    t.setMsi(a, 0xfee0_0000n, 0x30);
+    t.setMsi(a, 0xfee0_0000n, 0x30); // unchanged: not applied again
+    t.setMsi(b, 0xfee0_0000n, 0x31);
+    expect(applied).toEqual([41, 42]);
+    t.release(a);
+    expect(t.allocate()).toBe(a);
+    expect(t.routes.filter((r) => r.kind === 'msi').map((r) => r.gsi)).toEqual([b]);
+  });
+});
+
+describe.skipIf(!hasKvm)('eventfds on /dev/kvm', () => {
+  it('EventFd counts signals, reads non-blocking, and its watch fires on the main loop', async () => {
+    const before = processResources().fds;
+    const e = new EventFd();
+    expect(e.take()).toBe(0n);
+    e.signal();
+    e.signal(4n);
+    expect(e.take()).toBe(5n);
+    const seen = new Promise<bigint>((resolve) => e.watch(resolve));
+    e.signal(3n);
+    expect(await seen).toBe(3n);
+    e.close();
+    e.close();
+    expect(e.closed).toBe(true);
+    expect(processResources().fds).toBe(before);
+  });
+
+  it('KVM_IOEVENTFD: 1000 guest doorbell writes arrive with zero MMIO exits; other writes still exit', async () => {
+    const N = 1000;
+    rig = makeRig(ENTRY.doorbells, N);
+    const doorbell = new EventFd();
+    try {
+      rig.vm.registerIoeventfd(doorbell.fd, { address: DOORBELL, length: 0 });
+      let done!: () => void;
+      const finished = new Promise<void>((r) => (done = r));
+      rig.onAccess = (kind) => {
+        if (kind === ACCESS.PIO_WRITE) done();
+      };
+      await finished;
+      expect(doorbell.take()).toBe(BigInt(N));
+      expect(rig.mmioExits).toEqual({ read: 0, write: 1 }); // the 4-byte write at 0xd0004 only
+      rig.vm.unregisterIoeventfd(doorbell.fd, { address: DOORBELL, length: 0 });
+      expect(() => rig!.vm.unregisterIoeventfd(doorbell.fd, { address: DOORBELL, length: 0 })).toThrow(KvmError);
+    } finally {
+      doorbell.close();
+    }
+  });
+
+  it('KVM_IRQFD: an MSI route and a level INTx (resample) both interrupt the guest; ping-pong timings', async () => {
+    const ROUNDS = Number(process.env.KVMKIT_IRQ_ROUNDS ?? 300);
+    rig = makeRig(ENTRY.main);
+    const r = rig;
+    const doorbell = new EventFd();
+    const msiFd = new EventFd();
+    const intxFd = new EventFd();
+    const resampleFd = new EventFd();
+    const table = new GsiRoutingTable((routes) => r.vm.setGsiRouting(routes));
+    const gsi = table.allocate();
+    try {
+      r.vm.registerIoeventfd(doorbell.fd, { address: DOORBELL, length: 0 });
+      // MSI message (Intel SDM vol. 3 §11.11): address 0xFEE00000 | dest APIC id << 12, data = vector (fixed, edge).
+      table.setMsi(gsi, 0xfee0_0000n, MSI_VECTOR);
+      r.vm.registerIrqfd(msiFd.fd, gsi);
+      // INTx: a level-triggered irqfd on IOAPIC GSI 16; KVM lowers the line when the guest EOIs and
+      // signals the resample eventfd, where a device would raise it again if its ISR is still set.
+      r.vm.registerIrqfd(intxFd.fd, INTX_GSI, resampleFd.fd);
+      let resamples = 0;
+      resampleFd.watch((n) => (resamples += Number(n)));
+      r.onAccess = (kind, addr) => (kind === ACCESS.MMIO_READ && addr === ISR ? 1n : undefined);
+      // Let the guest program its LAPIC and IOAPIC and reach hlt.
+      await new Promise((res) => setTimeout(res, 50));
+
+      let waiter: (() => void) | undefined;
+      doorbell.watch(() => waiter?.());
+      const pingPong = async (fire: () => void): Promise<number[]> => {
+        const times: number[] = [];
+        for (let i = 0; i < ROUNDS; i++) {
+          const t0 = performance.now();
+          await new Promise<void>((res, rej) => {
+            const timer = setTimeout(() => rej(new Error(`no doorbell after ${i} rounds`)), 2000);
+            waiter = () => {
+              clearTimeout(timer);
+              res();
+            };
+            fire();
+          });
+          times.push((performance.now() - t0) * 1000);
+        }
+        return times;
+      };
+      const msi = await pingPong(() => msiFd.signal());
+      expect(r.mem.readU32(COUNTERS)).toBe(ROUNDS);
+      expect(r.mmioExits).toEqual({ read: 0, write: 0 }); // MSI + doorbell: no exit at all
+      const intx = await pingPong(() => intxFd.signal());
+      expect(r.mem.readU32(COUNTERS + 4)).toBe(ROUNDS);
+      expect(r.mmioExits.read).toBe(ROUNDS); // one ISR read per INTx interrupt
+      await new Promise((res) => setTimeout(res, 20));
+      expect(resamples).toBeGreaterThan(0);
+      console.log(
+        `interrupt round trip (signal → guest handler → doorbell → main loop), ${ROUNDS} rounds, µs median/p90: ` +
+        `MSI via irqfd ${median(msi).toFixed(0)}/${pct(msi, 0.9).toFixed(0)}, ` +
+        `INTx via resample irqfd + ISR read ${median(intx).toFixed(0)}/${pct(intx, 0.9).toFixed(0)}`,
+      );
+      doorbell.unwatch();
+      r.vm.unregisterIrqfd(msiFd.fd, gsi);
+      r.vm.unregisterIrqfd(intxFd.fd, INTX_GSI);
+    } finally {
+      for (const e of [doorbell, msiFd, intxFd, resampleFd]) e.close();
+    }
+  });
+});
