@@ -14,6 +14,7 @@ export type { ExitInfo, ExitReason, VmEvents, VmState } from './vm/VirtualMachin
 export type { VirtualMachineOptions, ResolvedOptions } from './vm/options';
 export { MAX_CPUS, MIN_MEM_MIB, MAX_MEM_MIB } from './vm/options';
 export { SerialConsole } from './vm/SerialConsole';
+export { terminateIdleVcpuThreads } from './vm/VcpuThread';
 export type { WaitForOptions } from './vm/SerialConsole';
 export type { CrashReport } from './vm/mailbox';
 export type { VmDevice } from './devices/VmDevice';

@@ -29,9 +29,52 @@ export function vcpuWorkerPath(): string {
   return found;
 }
 
+/** Idle vCPU workers kept for the next VM in this process (spawning one with koffi costs tens of ms). */
+const idleWorkers: Worker[] = [];
+/** Most idle workers kept; more are terminated. */
+const MAX_IDLE_WORKERS = 16;
+
+function acquireWorker(name: string): Worker {
+  const w = idleWorkers.pop();
+  if (w) {
+    w.ref();
+    return w;
+  }
+  // --input-type (node -e) is refused by workers: keep the parent's other flags.
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
+  return new Worker(vcpuWorkerPath(), { name, execArgv });
+}
+
+/** Remove our listeners only: Worker keeps internal newListener/removeListener hooks that must stay. */
+function detach(w: Worker): void {
+  for (const e of ['message', 'error', 'exit'] as const) w.removeAllListeners(e);
+}
+
+function releaseWorker(w: Worker): void {
+  detach(w);
+  if (idleWorkers.length >= MAX_IDLE_WORKERS) {
+    void w.terminate();
+    return;
+  }
+  // An idle worker must not keep the process alive, and one that dies is forgotten.
+  w.unref();
+  w.once('exit', () => {
+    const i = idleWorkers.indexOf(w);
+    if (i >= 0) idleWorkers.splice(i, 1);
+  });
+  idleWorkers.push(w);
+}
+
+/** Terminate the idle vCPU workers this process keeps for later VMs. */
+export async function terminateIdleVcpuThreads(): Promise<void> {
+  const all = idleWorkers.splice(0);
+  await Promise.all(all.map((w) => w.terminate()));
+}
+
 /**
- * A vCPU worker thread. It is spawned first (loading koffi takes tens of milliseconds, which
- * overlaps with laying out the VM) and given its vCPU with {@link VcpuThread.start}.
+ * A vCPU worker thread. Its worker is taken from the idle pool or spawned first (loading koffi
+ * takes tens of milliseconds, which overlaps with setting up the VM) and is given its vCPU with
+ * {@link VcpuThread.start}. When the vCPU's loop ends the worker goes back to the pool.
  */
 export class VcpuThread {
   private readonly mailbox = new SharedArrayBuffer(MB.LENGTH * 4);
@@ -40,34 +83,39 @@ export class VcpuThread {
   readonly worker: Worker;
   private serving = false;
   private started = false;
+  private done = false;
   private handler: AccessHandler = () => undefined;
   private afterAccess: () => void = () => {};
   private onMessage: (m: VcpuWorkerMessage) => void = () => {};
+  private finish!: (m: VcpuWorkerMessage & { type: 'exit' }) => void;
   /** Resolves with the worker's final message. */
   readonly exited: Promise<VcpuWorkerMessage & { type: 'exit' }>;
 
   constructor(readonly name = 'vcpu') {
-    // --input-type (node -e) is refused by workers: keep the parent's other flags.
-    const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-    this.worker = new Worker(vcpuWorkerPath(), { name, execArgv });
-    this.exited = new Promise((resolve) => {
-      let final: (VcpuWorkerMessage & { type: 'exit' }) | undefined;
-      this.worker.on('message', (m: VcpuWorkerMessage) => {
-        if (m.type === 'exit') final = m;
-        this.onMessage(m);
-      });
-      this.worker.on('error', (err) => {
-        final ??= { type: 'exit', reason: 'crash', detail: { reason: `vCPU worker failed: ${err.message}`, vcpu: -1, registers: {} } };
-      });
-      this.worker.on('exit', () => {
-        if (this.started) Atomics.store(this.mb, MB.POST_TAIL, this.drainPosted()); // writes queued before the thread ended
-        this.serving = false;
-        this.runBytes = undefined; // the kvm_run mapping may be unmapped from now on: never touch it
-        Atomics.store(this.mb, MB.STATE, VcpuRunState.EXITED);
-        Atomics.notify(this.mb, MB.REQ_SEQ);
-        resolve(final ?? { type: 'exit', reason: 'stopped' });
-      });
+    this.worker = acquireWorker(name);
+    this.exited = new Promise((resolve) => (this.finish = resolve));
+    this.worker.on('message', (m: VcpuWorkerMessage) => {
+      this.onMessage(m);
+      if (m.type === 'exit') this.end(m, true);
     });
+    this.worker.on('error', (err) => {
+      this.end({ type: 'exit', reason: 'crash', detail: { reason: `vCPU worker failed: ${err.message}`, vcpu: -1, registers: {} } }, false);
+    });
+    this.worker.on('exit', () => this.end({ type: 'exit', reason: 'stopped' }, false));
+  }
+
+  /** The vCPU loop ended (`reusable`: the worker is alive and idle again). */
+  private end(m: VcpuWorkerMessage & { type: 'exit' }, reusable: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.started) Atomics.store(this.mb, MB.POST_TAIL, this.drainPosted()); // writes queued before the loop ended
+    this.serving = false;
+    this.runBytes = undefined; // the kvm_run mapping may be unmapped from now on: never touch it
+    Atomics.store(this.mb, MB.STATE, VcpuRunState.EXITED);
+    Atomics.notify(this.mb, MB.WAKE);
+    if (reusable) releaseWorker(this.worker);
+    else detach(this.worker);
+    this.finish(m);
   }
 
   /** True once the worker has been given its vCPU. */
@@ -167,7 +215,7 @@ export class VcpuThread {
   /** Ask the worker to leave its loop; resolves when the thread has ended. */
   async stop(): Promise<void> {
     if (!this.started) {
-      await this.worker.terminate();
+      this.end({ type: 'exit', reason: 'stopped' }, true);
       return;
     }
     Atomics.store(this.mb, MB.STOP, 1);

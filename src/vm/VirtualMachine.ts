@@ -181,8 +181,6 @@ export class VirtualMachine extends TypedEventEmitter {
     }
     const kernel = await this.readBootFile('kernel', o.kernel);
     const initrd = o.initrd ? await this.readBootFile('initrd', o.initrd) : undefined;
-    // Spawn the vCPU threads now: their start-up overlaps with the work below.
-    this.threads = Array.from({ length: o.cpus }, (_, i) => new VcpuThread(`vcpu${i}`));
 
     const kvm = (this.kvm = new KvmHypervisor());
     const base = ['console=ttyS0', 'reboot=k', 'panic=-1'];
@@ -192,6 +190,9 @@ export class VirtualMachine extends TypedEventEmitter {
 
     const memBytes = o.mem * 1024 * 1024;
     const plan = layout.build({ memBytes, cpus: o.cpus, kernel, kernelPath: o.kernel, initrd, cmdline: this.cmdline });
+    // The boot files are valid: take the vCPU threads now (from the idle pool, or spawned: their
+    // start-up overlaps with the set-up below).
+    this.threads = Array.from({ length: o.cpus }, (_, i) => new VcpuThread(`vcpu${i}`));
 
     const vm = (this.kvmVm = kvm.createVm());
     vm.setTssAddress(KVM_TSS_ADDRESS);

@@ -313,15 +313,20 @@ function loop(): void {
   }
 }
 
-parentPort!.once('message', (wd: VcpuWorkerData) => {
+// One vCPU per message: after a VM ends the thread waits here for the next one (the main thread
+// keeps idle workers in a pool).
+parentPort!.on('message', (wd: VcpuWorkerData) => {
   try {
     init(wd);
     loop();
+  } catch (e) {
+    post({ type: 'exit', reason: 'crash', detail: { reason: `vCPU thread failed: ${(e as Error).message}`, vcpu: wd.vcpuId, registers: {} } });
   } finally {
     if (mb) {
       Atomics.store(mb, MB.STATE, VcpuRunState.EXITED);
       Atomics.notify(mb, MB.STATE);
     }
-    parentPort!.close();
+    lastFailure = '';
+    sameFailures = 0;
   }
 });

@@ -20,8 +20,8 @@ describe.skipIf(!HAS_KVM)('VM lifecycle on KVM', () => {
   });
 
   it('20 start/stop cycles leave open fds and threads where they started', async () => {
-    // One warm-up cycle loads koffi and libc bindings, which stay.
-    const warm = new VirtualMachine({ kernel: probe, params: 'probe.cmd=spin' });
+    // One warm-up cycle loads koffi and libc bindings and fills the idle vCPU-thread pool, which stay.
+    const warm = new VirtualMachine({ kernel: probe, cpus: 2, params: 'probe.cmd=spin' });
     await warm.start();
     await warm.stop();
     await new Promise((r) => setTimeout(r, 50));
