@@ -16,27 +16,34 @@ function int(name: string) {
   };
 }
 
+/** The machine-shape options `run` and `dump-fdt` share. */
+function machineOptions(cmd: Command, initrdHelp: string): Command {
+  return cmd
+    .option('-c, --cpus <n>', 'number of vCPUs', int('--cpus'), 1)
+    .option('-m, --mem <mib>', 'guest RAM in MiB', int('--mem'), 256)
+    .option('-i, --initrd <path>', initrdHelp)
+    .option('-p, --params <params>', 'kernel command line (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[]);
+}
+
+/** Exit codes of `kvmkit run`. */
+const EXIT_CODE = { poweroff: 0, stopped: 0, reboot: 32, crash: 34 } as const;
+
 const program = new Command('kvmkit').description('A virtual machine monitor for Node.js on KVM').showHelpAfterError();
 
-program
-  .command('run')
-  .description('boot a guest kernel; its serial console is this terminal')
-  .argument('<kernel>', 'kernel image (bzImage)')
-  .option('-c, --cpus <n>', 'number of vCPUs', int('--cpus'), 1)
-  .option('-m, --mem <mib>', 'guest RAM in MiB', int('--mem'), 256)
-  .option('-i, --initrd <path>', 'initrd / initramfs image')
-  .option('-p, --params <params>', 'extra kernel command line (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+machineOptions(
+  program
+    .command('run')
+    .description('boot a guest kernel; its serial console is this terminal. Exit code: 0 after poweroff or Ctrl-C, 32 after a guest reboot, 34 after a crash')
+    .argument('<kernel>', 'kernel image (bzImage)'),
+  'initrd / initramfs image',
+)
   .option('--serial', 'connect the guest console to stdin/stdout (default when stdout is a terminal or piped)', true)
   .action(async (kernel: string, opts: { cpus: number; mem: number; initrd?: string; params: string[] }) => {
     const vm = new VirtualMachine({ kernel, initrd: opts.initrd, cpus: opts.cpus, mem: opts.mem, params: opts.params });
     vm.on('serial', (c) => process.stdout.write(c));
     vm.on('recovered', (r) => process.stderr.write(`kvmkit: vCPU ${r.vcpu} stepped over ${r.what} at ${r.rip}\n`));
     const onData = (d: Buffer): void => vm.serial.write(d);
-    let interrupted = false;
-    const onSigint = (): void => {
-      interrupted = true;
-      void vm.stop();
-    };
+    const onSigint = (): void => void vm.stop();
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigint);
     await vm.start();
@@ -47,26 +54,19 @@ program
     process.stdin.pause();
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
-    if (info.reason === 'crash') {
-      process.stderr.write(`kvmkit: guest crashed: ${JSON.stringify(info.crash, null, 2)}\n`);
-      process.exitCode = 2;
-    } else if (info.reason === 'stopped' && !interrupted) {
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`kvmkit: guest ended: ${info.reason}\n`);
-      process.exitCode = info.reason === 'poweroff' || interrupted ? 0 : 3;
-    }
+    if (info.reason === 'crash') process.stderr.write(`\nkvmkit: guest crashed: ${JSON.stringify(info.crash, null, 2)}\n`);
+    else process.stderr.write(`\nkvmkit: guest ended: ${info.reason}\n`);
+    process.exitCode = EXIT_CODE[info.reason];
   });
 
-program
-  .command('dump-fdt')
-  .description("write the aarch64 flattened device tree kvmkit would give a guest (like crosvm's --dump-device-tree-blob)")
-  .argument('<out>', 'file to write the DTB to')
-  .option('-c, --cpus <n>', 'number of vCPUs', int('--cpus'), 1)
-  .option('-m, --mem <mib>', 'guest RAM in MiB', int('--mem'), 256)
-  .option('-i, --initrd <path>', 'initrd / initramfs image (needs --kernel: its address follows the kernel)')
+machineOptions(
+  program
+    .command('dump-fdt')
+    .description("write the aarch64 flattened device tree kvmkit would give a guest (like crosvm's --dump-device-tree-blob)")
+    .argument('<out>', 'file to write the DTB to'),
+  'initrd / initramfs image (needs --kernel: its address follows the kernel)',
+)
   .option('-k, --kernel <path>', 'arm64 Image (only its header and size are read)')
-  .option('-p, --params <params>', 'kernel command line (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .action(async (out: string, opts: { cpus: number; mem: number; initrd?: string; kernel?: string; params: string[] }) => {
     const r = await writeDeviceTreeBlob({ mem: opts.mem, cpus: opts.cpus, cmdline: opts.params.join(' '), kernel: opts.kernel, initrd: opts.initrd }, out);
     process.stderr.write(`kvmkit: wrote ${r.size} bytes of device tree to ${out}\n`);

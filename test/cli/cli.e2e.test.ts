@@ -24,6 +24,12 @@ describe.skipIf(!HAS_KVM)('kvmkit run', () => {
     expect(r.stderr).toContain('guest ended: poweroff');
   });
 
+  it('exits 32 after a guest reboot', () => {
+    const r = kvmkit(['run', '-p', 'probe.cmd=reboot', probe]);
+    expect(r.stderr).toContain('guest ended: reboot');
+    expect(r.status).toBe(32);
+  });
+
   it('types stdin into the guest console', () => {
     const r = spawnSync('sh', ['-c', `(sleep 1; printf 'typed line\\nquit\\n') | ${process.execPath} ${CLI} run -p probe.cmd=echo ${probe}`], { encoding: 'utf8', timeout: 30_000 });
     expect(r.stdout).toContain('PROBE echo="typed line"');
