@@ -350,6 +350,42 @@ describe.skipIf(!haveQemu)('probe virtio driver against QEMU TCG devices', () =>
     }, 90_000);
   }
 
+  it('pc, probe.virtio.reassign: BARs moved by the driver, around the ones other devices decode', async () => {
+    const img = join(dir, 'reassign.img');
+    copyFileSync(pristine, img);
+    const r = await runProbeUnderQemu({
+      machine: 'pc',
+      accel: 'tcg',
+      cpus: 1,
+      memMiB: 256,
+      kernel,
+      timeoutMs: 60_000,
+      // SeaBIOS puts the VGA framebuffer (16 MiB) at 0xfd000000 and the virtio BARs at 0xfe000000+
+      append: 'probe.quiet probe.test=blk,rng probe.blk.bad=0 probe.virtio.reassign probe.virtio.barbase=0xfd000000',
+      extraArgs: [
+        '-device', 'virtio-blk-pci,disable-legacy=on,drive=d0', '-drive', `id=d0,file=${img},format=raw,if=none`,
+        '-device', 'virtio-rng-pci,disable-legacy=on',
+      ],
+    });
+    expect(r.exitCode, r.output).toBe(0);
+    const bars = [one(r, 'virtio-blk-pci', 0), one(r, 'virtio-rng-pci')].flatMap((rec) =>
+      Object.keys(rec).filter((k) => /^bar\d$/.test(k)).map((k) => rec[k]!.split('/')),
+    );
+    expect(bars).toHaveLength(4);
+    const ranges = bars.map(([a, s, ...flags]) => {
+      expect(flags).toContain('probe');
+      return [Number(a), Number(a) + Number(s)] as const;
+    });
+    for (const [a, e] of ranges) {
+      expect(a).toBeGreaterThanOrEqual(0xfe008000); // past VGA and the firmware's virtio BARs
+      expect(e).toBeLessThanOrEqual(0xfec00000);
+      for (const [a2, e2] of ranges) if (a2 !== a) expect(e <= a2 || e2 <= a).toBe(true);
+    }
+    expect(one(r, 'virtio-blk-done', 0).final_read).toBe('0');
+    expect(all(r, 'virtio-blk-rw', 0).every((rw) => rw.match === '1')).toBe(true);
+    expect(one(r, 'virtio-rng-done').final_read).toBe('completed');
+  }, 90_000);
+
   it('blkbench: every mode, queue depth and request size reports its figures', async () => {
     const img = join(dir, 'bench.img');
     copyFileSync(pristine, img);

@@ -202,15 +202,26 @@ static void busy_scan(void)
 			}
 			u8 ht = vcfg_read8(&f, PCI_HEADER_TYPE);
 			u32 nbars = (ht & 0x7f) == 0 ? 6 : (ht & 0x7f) == 1 ? 2 : 0;
+			u16 cmd = vcfg_read16(&f, PCI_COMMAND);
 			for (u32 i = 0; i < nbars; i++) {
-				u32 lo = vcfg_read32(&f, PCI_BAR0 + 4 * i);
+				u16 off = PCI_BAR0 + 4 * i;
+				u32 lo = vcfg_read32(&f, off);
 				if (lo & 1)
 					continue;
-				u64 a = lo & ~0xfull;
-				if (((lo >> 1) & 3) == 2 && i + 1 < nbars)
-					a |= (u64)vcfg_read32(&f, PCI_BAR0 + 4 * ++i) << 32;
-				if (a && a < (1ull << 32))
-					busy_add(a, 0x1000);	/* size unknown without sizing: assume a page */
+				bool is64 = ((lo >> 1) & 3) == 2 && i + 1 < nbars;
+				u32 hi = is64 ? vcfg_read32(&f, off + 4) : 0;
+				if (is64)
+					i++;
+				if (!(lo & ~0xfu) || hi)
+					continue;	/* unassigned, or above 4 GiB */
+				/* size it (low half only: a BAR below 4 GiB is smaller than 4 GiB) with
+				 * decoding off, as firmware does */
+				vcfg_write16(&f, PCI_COMMAND, cmd & ~(PCI_COMMAND_MEMORY | PCI_COMMAND_IO));
+				vcfg_write32(&f, off, 0xffffffffu);
+				u32 mask = vcfg_read32(&f, off) & ~0xfu;
+				vcfg_write32(&f, off, lo);
+				vcfg_write16(&f, PCI_COMMAND, cmd);
+				busy_add(lo & ~0xfull, mask ? (u64)(u32)(~mask + 1) : 0x1000);
 			}
 			if (fn == 0 && !(ht & 0x80))
 				break;
@@ -252,6 +263,7 @@ static bool setup_bars(struct virtio_dev *d)
 {
 	u16 cmd = vcfg_read16(d, PCI_COMMAND);
 	bool any_mem = false, any_io = false;
+	bool reassign = cmdline_flag("probe.virtio.reassign");
 	for (int i = 0; i < 6; i++) {
 		u16 off = PCI_BAR0 + 4 * i;
 		u32 lo = vcfg_read32(d, off);
@@ -280,7 +292,7 @@ static bool setup_bars(struct virtio_dev *d)
 		u64 size = mask ? ~mask + 1 : 0;	/* 0: BAR not implemented */
 		d->bar_kind[i] = size ? (is64 ? VBAR_MEM64 : VBAR_MEM32) : VBAR_NONE;
 		d->bar_size[i] = size;
-		if (size && (!addr || addr + size > (1ull << 32))) {
+		if (size && (reassign || !addr || addr + size > (1ull << 32))) {
 			u64 a = bar_alloc(size < 0x1000 ? 0x1000 : size);
 			if (!a) {
 				d->err = "no-bar-space";

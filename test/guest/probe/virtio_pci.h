@@ -20,6 +20,7 @@
  *                             notifications show up as Pending Bits (no interrupt is taken)
  *   probe.virtio.cfg=auto|cf8|ecam   configuration access method (default auto)
  *   probe.virtio.barbase=ADDR        start of the BAR assignment window
+ *   probe.virtio.reassign            move the memory BARs even if the firmware assigned them
  */
 #ifndef PROBE_VIRTIO_PCI_H
 #define PROBE_VIRTIO_PCI_H
