@@ -407,6 +407,7 @@ describe.skipIf(!haveQemu)('probe virtio driver against QEMU TCG devices', () =>
       const bs = Number(l.bs);
       expect(l, JSON.stringify(l)).toMatchObject({ errors: '0', timed_out: '0' });
       expect(Number(l.requests)).toBe((8 << 20) / bs);
+      expect(Number(l.inflight_max)).toBe(Math.min(Number(l.qd), Number(l.requests)));
       expect(Number(l.bytes)).toBe(8 << 20);
       expect(Number(l.us)).toBeGreaterThan(0);
       expect(Number(l.iops)).toBeGreaterThan(0);

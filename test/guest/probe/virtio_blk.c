@@ -478,8 +478,9 @@ static void make_layout(const struct blk *b, int which)
 		while (lay.n > maxseg)
 			lay.n /= 2;
 		for (u16 i = 0; i < lay.n; i++) {
-			lay.off[i] = 16384 + (u32)(lay.n - 1 - i) * 8192;	/* descending addresses */
 			lay.len[i] = 65536 / lay.n;
+			/* descending addresses, a 4 KiB gap between segments */
+			lay.off[i] = 16384 + (u32)(lay.n - 1 - i) * (lay.len[i] + 4096);
 		}
 		break;
 	case 3:	/* odd addresses and lengths; the last crosses a page boundary */
@@ -1025,7 +1026,7 @@ static void bench_run(struct bench *bc, u32 bs)
 		nsegs[i] = n + 2;
 	}
 	u64 seq = 0, x = 0x2545f4914f6cdd1dull;
-	u64 submitted = 0, completed = 0, errors = 0;
+	u64 submitted = 0, completed = 0, errors = 0, inflight_max = 0;
 	u64 kicks0 = b->q.kicks, supp0 = b->q.kicks_suppressed;
 #define NEXT_SECTOR() (rnd ? (x ^= x << 13, x ^= x >> 7, x ^= x << 17, (x % units) * (bs / 512)) \
 			   : ((seq++ % units) * (bs / 512)))
@@ -1037,6 +1038,7 @@ static void bench_run(struct bench *bc, u32 bs)
 			break;
 		submitted++;
 	}
+	inflight_max = submitted;
 	vq_kick(&b->q, false);
 	u64 idle_deadline = tsc_deadline_us(10000000);
 	while (completed < submitted) {
@@ -1057,6 +1059,8 @@ static void bench_run(struct bench *bc, u32 bs)
 				}
 			}
 		}
+		if (submitted - completed > inflight_max)
+			inflight_max = submitted - completed;
 		if (added) {
 			vq_kick(&b->q, false);
 			idle_deadline = tsc_deadline_us(10000000);
@@ -1071,9 +1075,10 @@ static void bench_run(struct bench *bc, u32 bs)
 		us = 1;
 	u64 bytes = completed * bs;
 	u64 mbs10 = bytes * 10 / us;	/* 10^6 bytes per second, x10 */
-	probe("virtio-blk-bench disk=%u mode=%s bs=%u qd=%u requests=%llu bytes=%llu errors=%llu timed_out=%u us=%llu mb_s=%llu.%llu"
+	probe("virtio-blk-bench disk=%u mode=%s bs=%u qd=%u inflight_max=%llu requests=%llu bytes=%llu errors=%llu timed_out=%u us=%llu mb_s=%llu.%llu"
 	      " iops=%llu kicks=%llu kicks_suppressed=%llu indirect=%u event_idx=%u tsc_khz=%llu",
-	      b->index, bc->mode, bs, qd, (unsigned long long)completed, (unsigned long long)bytes,
+	      b->index, bc->mode, bs, qd, (unsigned long long)inflight_max, (unsigned long long)completed,
+	      (unsigned long long)bytes,
 	      (unsigned long long)errors, completed < nreq ? 1 : 0, (unsigned long long)us,
 	      (unsigned long long)(mbs10 / 10), (unsigned long long)(mbs10 % 10),
 	      (unsigned long long)(completed * 1000000 / us), (unsigned long long)(b->q.kicks - kicks0),
