@@ -32,3 +32,7 @@ export {
 } from './arch/aarch64';
 export type { DeviceTreeBlobOptions, DeviceTreeBlobResult, Aarch64VcpuInit } from './arch/aarch64';
 export type { X86VcpuInit } from './arch/x86_64/types';
+/** Everything of the x86_64 layout builder (bzImage, boot_params, e820, ACPI, MP table, CPUID). */
+export * as x86_64 from './arch/x86_64';
+/** Everything of the aarch64 layout builder (Image header, memory map, FDT writer and reader). */
+export * as aarch64 from './arch/aarch64';
