@@ -96,6 +96,9 @@ export class GuestMemory {
 
   /** True when `[addr, addr+len)` is entirely guest RAM. */
   contains(addr: number, len: number): boolean {
+    if (this.freed || !Number.isSafeInteger(addr) || !Number.isSafeInteger(len) || addr < 0 || len < 0) return false;
+    // An empty range is inside RAM when its address is (a region's end counts).
+    if (len === 0) return this.regions.some((r) => addr >= r.guestAddress && addr <= r.guestAddress + r.size);
     let a = addr;
     let left = len;
     while (left > 0) {
@@ -105,7 +108,7 @@ export class GuestMemory {
       a += n;
       left -= n;
     }
-    return addr >= 0 && len >= 0 && !this.freed;
+    return true;
   }
 
   /** A zero-copy view of `[addr, addr+len)`; the range must lie in one RAM chunk. */

@@ -40,20 +40,24 @@ export function isParavirtualKvm(): boolean {
   return existsSync('/sys/module/kvm_pvm');
 }
 
-/** Open /dev/kvm, with errors that say how to fix a missing or forbidden device. */
-export function openKvmDevice(): number {
-  const fd = libc().open(KVM_DEVICE, O_RDWR | O_CLOEXEC);
-  if (fd >= 0) return fd;
-  const errno = libc().errno();
+/** The error for a failed open of the KVM device: says how to fix a missing or forbidden device. */
+export function kvmOpenError(path: string, errno: number): KvmError {
   let hint: string;
   if (errno === 2) {
-    hint = `${KVM_DEVICE} does not exist: this host has no KVM. Enable virtualization (VT-x/AMD-V) in firmware, load the module (modprobe kvm_intel or kvm_amd), or, inside a VM, enable nested virtualization`;
+    hint = `${path} does not exist: this host has no KVM. Enable virtualization (VT-x/AMD-V) in firmware, load the module (modprobe kvm_intel or kvm_amd), or, inside a VM, enable nested virtualization`;
   } else if (errno === 13 || errno === 1) {
-    hint = `${KVM_DEVICE} is not permitted for this user: add the user to the group that owns it (sudo usermod -aG kvm $USER, then log in again) or run as root`;
+    hint = `${path} is not permitted for this user: add the user to the group that owns it (sudo usermod -aG kvm $USER, then log in again) or run as root`;
   } else {
-    hint = `cannot open ${KVM_DEVICE}`;
+    hint = `cannot open ${path}`;
   }
-  throw new KvmError('open', errno, `${hint} (errno ${errno})`);
+  return new KvmError('open', errno, `${hint} (errno ${errno})`);
+}
+
+/** Open the KVM device (default /dev/kvm). */
+export function openKvmDevice(path = KVM_DEVICE): number {
+  const fd = libc().open(path, O_RDWR | O_CLOEXEC);
+  if (fd >= 0) return fd;
+  throw kvmOpenError(path, libc().errno());
 }
 
 /** /dev/kvm. */
