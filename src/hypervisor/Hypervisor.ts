@@ -61,6 +61,8 @@ export interface Vcpu {
   readonly runAddress: number | bigint;
   readonly runSize: number;
   getRegs(): FullRegs;
+  /** Control registers and CS fields (KVM_GET_SREGS), for diagnostics. */
+  getControlRegisters(): Record<string, bigint>;
   setRegs(regs: X86Regs): void;
   setSregs(sregs: X86Sregs): void;
   setCpuid(entries: CpuidEntry[]): void;

@@ -12,7 +12,7 @@ import { encodeIrqfd } from './Irqfd';
 import { encodeIrqRouting, type IrqRoute } from './IrqRouting';
 import { libc, MAP_FAILED, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE } from './libc';
 import {
-  decodeCpuid2, decodeRegs, encodeCpuid2, encodeMemoryRegion, encodeMsrs, FPU_FCW_OFF, FPU_MXCSR_OFF, FPU_SIZE,
+  decodeControlRegs, decodeCpuid2, decodeRegs, encodeCpuid2, encodeMemoryRegion, encodeMsrs, FPU_FCW_OFF, FPU_MXCSR_OFF, FPU_SIZE,
   type FullRegs, patchRegs, patchSregs, REGS_SIZE, SREGS_SIZE,
 } from './structs';
 
@@ -202,6 +202,13 @@ export class KvmVcpu implements Vcpu {
     const buf = new Uint8Array(REGS_SIZE);
     ioctlPtr(this.fd, KVM.GET_REGS, buf);
     return decodeRegs(buf);
+  }
+
+  /** Control registers and CS (cr0, cr2, cr3, cr4, cr8, efer, apic_base, cs_*), from KVM_GET_SREGS. */
+  getControlRegisters(): Record<string, bigint> {
+    const buf = new Uint8Array(SREGS_SIZE);
+    ioctlPtr(this.fd, KVM.GET_SREGS, buf);
+    return decodeControlRegs(buf);
   }
 
   setRegs(regs: X86Regs): void {
