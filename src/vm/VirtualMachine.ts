@@ -18,10 +18,10 @@ import { Cmos, CMOS_PORT, CMOS_PORT_LEN } from '../devices/Cmos';
 import { I8042, I8042_PORT, I8042_PORT_LEN } from '../devices/I8042';
 import { Serial8250, SERIAL_PORT_LEN } from '../devices/Serial8250';
 import { PciConfigIo, PCI_CONFIG_IO_LEN, PCI_CONFIG_IO_PORT } from '../devices/pci/PciConfigIo';
-import { PciRoot } from '../devices/pci/PciRoot';
 import { KvmHypervisor, type KvmVm } from '../hypervisor/kvm/KvmHypervisor';
 import type { Vcpu } from '../hypervisor/Hypervisor';
 import { GuestMemory } from '../memory/GuestMemory';
+import { PciDevices, planPci, type PciDeviceStats } from './PciDevices';
 import { ACCESS, type CrashReport, PORT, type VcpuWorkerMessage } from './mailbox';
 import { hostArch, resolveOptions, type ResolvedOptions, type VirtualMachineOptions } from './options';
 import { SerialConsole } from './SerialConsole';
@@ -108,6 +108,9 @@ export class VirtualMachine extends TypedEventEmitter {
   private refreshShadows: () => void = () => {};
   private pendingSerial: Uint8Array[] = [];
   private flushScheduled = false;
+  private pci?: PciDevices;
+  private pciOfLastStart?: PciDevices;
+  private devicesClosed?: Promise<void>;
   private exitInfo?: ExitInfo;
   private exitPromise?: Promise<ExitInfo>;
   private resolveExit?: (info: ExitInfo) => void;
@@ -179,6 +182,8 @@ export class VirtualMachine extends TypedEventEmitter {
         ? `"${o.arch}" cannot run on this ${host ?? process.arch} host (KVM runs guests of the host's architecture only)`
         : `"${o.arch}" guests cannot run yet: kvmkit builds their layout and device tree but has no ${o.arch} vCPU set-up`, o.arch);
     }
+    // Virtio devices go on PCI bus 0, slots 1, 2, … in order (refused here, before anything opens).
+    const pciPlan = planPci(o.devices);
     const kernel = await this.readBootFile('kernel', o.kernel);
     const initrd = o.initrd ? await this.readBootFile('initrd', o.initrd) : undefined;
 
@@ -189,7 +194,7 @@ export class VirtualMachine extends TypedEventEmitter {
     if (o.cpus > kvm.maxVcpus()) throw new ConfigError('cpus', `must be at most ${kvm.maxVcpus()} on this host (KVM_CAP_MAX_VCPUS)`, o.cpus);
 
     const memBytes = o.mem * 1024 * 1024;
-    const plan = layout.build({ memBytes, cpus: o.cpus, kernel, kernelPath: o.kernel, initrd, cmdline: this.cmdline });
+    const plan = layout.build({ memBytes, cpus: o.cpus, kernel, kernelPath: o.kernel, initrd, cmdline: this.cmdline, pciDevices: pciPlan.descriptions });
     // The boot files are valid: take the vCPU threads now (from the idle pool, or spawned: their
     // start-up overlaps with the set-up below).
     this.threads = Array.from({ length: o.cpus }, (_, i) => new VcpuThread(`vcpu${i}`));
@@ -227,8 +232,10 @@ export class VirtualMachine extends TypedEventEmitter {
     const pm = new AcpiPm({ onPowerOff: () => void this.end({ reason: 'poweroff' }) });
     pio.insert(pm.eventBlock, PM1A_EVT_PORT, PM1A_EVT_LEN);
     pio.insert(pm.controlBlock, PM1A_CNT_PORT, PM1A_CNT_LEN);
-    pio.insert(new PciConfigIo(new PciRoot(), { onReset: reboot }), PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_LEN);
+    // PCI: host bridge and virtio devices, BARs on the MMIO bus, doorbells and interrupts through KVM eventfds.
     const mmio = new Bus('mmio');
+    this.pci = this.pciOfLastStart = new PciDevices(pciPlan, { vm, mem: memory, mmio, onError: (e) => this.emit('error', e) });
+    pio.insert(new PciConfigIo(this.pci.root, { onReset: reboot }), PCI_CONFIG_IO_PORT, PCI_CONFIG_IO_LEN);
 
     // What the vCPU threads may do by themselves: queue writes to devices with posted writes, and
     // answer one-byte status polls from a shadow table the main thread refreshes after each access.
@@ -304,6 +311,14 @@ export class VirtualMachine extends TypedEventEmitter {
     this.emit('serial', chunk);
   }
 
+  /**
+   * Counters of each virtio device of the last start, in slot order: doorbells through
+   * KVM_IOEVENTFD and as MMIO exits, MSI-X messages and INTx assertions. Kept after the VM ends.
+   */
+  deviceStats(): PciDeviceStats[] {
+    return this.pciOfLastStart?.stats() ?? [];
+  }
+
   /** Stop the guest (state `exited`, exit reason `stopped`). Works even when the guest spins with interrupts off. */
   async stop(): Promise<ExitInfo> {
     if (this.stateValue === 'created') throw new VmStateError('stop() before start()');
@@ -338,6 +353,7 @@ export class VirtualMachine extends TypedEventEmitter {
       await Promise.all(this.threads.map((t) => t.stop()));
       this.flushSerial();
       this.release();
+      await this.devicesClosed;
       running.delete(this);
       this.stateValue = 'exited';
       this.serial.end(info.reason);
@@ -358,6 +374,13 @@ export class VirtualMachine extends TypedEventEmitter {
     }
     this.vcpus = [];
     this.threads = [];
+    // Devices before the VM fd: their eventfds are unregistered from it, then closed.
+    if (this.pci) {
+      this.devicesClosed = this.pci.close().catch((e: unknown) => {
+        this.emit('error', new KvmkitError('closing a device failed', { cause: e }));
+      });
+      this.pci = undefined;
+    }
     this.kvmVm?.close();
     this.kvmVm = undefined;
     this.memory?.free();

@@ -19,7 +19,7 @@ export interface VirtualMachineOptions {
   cpus?: number;
   /** Guest RAM in MiB, >= 16 (default 256). */
   mem?: number;
-  /** Devices, in order (virtio devices in later releases). */
+  /** Virtio devices, in order: they appear on PCI bus 0 at slots 1, 2, … (00:01.0, 00:02.0, …). */
   devices?: VmDevice[];
   /** Guest architecture (default: the host's). A layout the host cannot run fails at `start()`. */
   arch?: ArchName;

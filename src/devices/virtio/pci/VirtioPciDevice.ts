@@ -104,6 +104,8 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
   readonly common: VirtioPciCommonConfig;
   /** Config-space offsets of the capabilities, for tests and diagnostics. */
   readonly capabilityOffsets: Readonly<Record<'common' | 'notify' | 'isr' | 'device' | 'pciCfg' | 'msix', number>>;
+  /** Doorbells that arrived as MMIO writes to the notify area (no ioeventfd there, or it is missing). */
+  mmioDoorbells = 0;
   /** Doorbells that rang before DRIVER_OK, served at activation (Linux may kick first, §3.1.1 note). */
   readonly #early = new Set<number>();
   readonly #mem: GuestMemory;
@@ -244,6 +246,7 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
         this.device.writeConfig(offset - BAR0_DEVICE_OFFSET, data.slice());
       } else if (offset >= BAR0_NOTIFY_OFFSET && offset < BAR0_NOTIFY_OFFSET + BAR0_NOTIFY_SIZE) {
         // A doorbell that came as an MMIO exit (no ioeventfd there): the address names the queue (§4.1.4.4).
+        this.mmioDoorbells++;
         this.notifyQueue(Math.floor((offset - BAR0_NOTIFY_OFFSET) / NOTIFY_OFF_MULTIPLIER));
       } else if (offset >= BAR0_MSIX_TABLE_OFFSET && offset < BAR0_MSIX_TABLE_OFFSET + BAR0_MSIX_TABLE_SIZE) {
         this.msix.writeTable(offset - BAR0_MSIX_TABLE_OFFSET, data);
