@@ -57,6 +57,12 @@ const DOORBELLS = [
   0x66, 0xbb, 0x00, 0x00, 0x0d, 0x00, 0x67, 0xc7, 0x03, 0x01, 0x00, 0x67, 0xe2, 0xf8, 0x67, 0x66, 0xc7, 0x43, 0x04, 0x01,
   0x00, 0x00, 0x00, 0xe6, 0x80, 0xeb, 0xfe,
 ];
+// mmio_handler (0x1280, vector 0x42): addr32 incl 0x3008; EOI; mov $0xd0008,%ebx; movw $0,(%ebx) (a doorbell
+//   where no ioeventfd listens: an MMIO exit served on the main thread); iret
+const MMIO_HANDLER = [
+  0x67, 0x66, 0xff, 0x05, 0x08, 0x30, 0x00, 0x00, 0x66, 0xbb, 0xb0, 0x00, 0xe0, 0xfe, 0x67, 0x66, 0xc7, 0x03, 0x00, 0x00,
+  0x00, 0x00, 0x66, 0xbb, 0x08, 0x00, 0x0d, 0x00, 0x67, 0xc7, 0x03, 0x00, 0x00, 0xcf,
+];
 const CODE = 0x1000;
 const ENTRY = { main: CODE, doorbells: CODE + 0x200 };
 const IVT = 0x0;
@@ -65,6 +71,8 @@ const DOORBELL = 0xd_0000; // not RAM (RAM is [0, 0x80000)): MMIO
 const ISR = 0xc000_0000;
 const MSI_VECTOR = 0x40;
 const INTX_VECTOR = 0x41;
+const MMIO_DOORBELL_VECTOR = 0x42;
+const MMIO_DOORBELL = DOORBELL + 8;
 const INTX_GSI = 16;
 
 const real = (type: number): X86Segment => ({ base: 0, limit: 0xffff, selector: 0, type, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0 });
@@ -97,8 +105,9 @@ function makeRig(entry: number, ecx = 0): Rig {
   mem.write(CODE + 0x100, Uint8Array.from(MSI_HANDLER));
   mem.write(CODE + 0x180, Uint8Array.from(INTX_HANDLER));
   mem.write(CODE + 0x200, Uint8Array.from(DOORBELLS));
+  mem.write(CODE + 0x280, Uint8Array.from(MMIO_HANDLER));
   // Real-mode interrupt vector table: segment 0, offset = handler.
-  for (const [vector, handler] of [[MSI_VECTOR, CODE + 0x100], [INTX_VECTOR, CODE + 0x180]] as const) {
+  for (const [vector, handler] of [[MSI_VECTOR, CODE + 0x100], [INTX_VECTOR, CODE + 0x180], [MMIO_DOORBELL_VECTOR, CODE + 0x280]] as const) {
     mem.write(IVT + vector * 4, Uint8Array.of(handler & 0xff, handler >> 8, 0, 0));
   }
   const vcpu = vm.createVcpu(0);
@@ -221,23 +230,31 @@ describe.skipIf(!hasKvm)('eventfds on /dev/kvm', () => {
     const msiFd = new EventFd();
     const intxFd = new EventFd();
     const resampleFd = new EventFd();
+    const mmioMsiFd = new EventFd();
     const table = new GsiRoutingTable((routes) => r.vm.setGsiRouting(routes));
     const gsi = table.allocate();
+    const gsi2 = table.allocate();
     try {
       r.vm.registerIoeventfd(doorbell.fd, { address: DOORBELL, length: 0 });
       // MSI message (Intel SDM vol. 3 §11.11): address 0xFEE00000 | dest APIC id << 12, data = vector (fixed, edge).
       table.setMsi(gsi, 0xfee0_0000n, MSI_VECTOR);
       r.vm.registerIrqfd(msiFd.fd, gsi);
+      table.setMsi(gsi2, 0xfee0_0000n, MMIO_DOORBELL_VECTOR);
+      r.vm.registerIrqfd(mmioMsiFd.fd, gsi2);
       // INTx: a level-triggered irqfd on IOAPIC GSI 16; KVM lowers the line when the guest EOIs and
       // signals the resample eventfd, where a device would raise it again if its ISR is still set.
       r.vm.registerIrqfd(intxFd.fd, INTX_GSI, resampleFd.fd);
       let resamples = 0;
       resampleFd.watch((n) => (resamples += Number(n)));
-      r.onAccess = (kind, addr) => (kind === ACCESS.MMIO_READ && addr === ISR ? 1n : undefined);
+      let waiter: (() => void) | undefined;
+      r.onAccess = (kind, addr) => {
+        if (kind === ACCESS.MMIO_READ && addr === ISR) return 1n;
+        if (kind === ACCESS.MMIO_WRITE && addr === MMIO_DOORBELL) waiter?.();
+        return undefined;
+      };
       // Let the guest program its LAPIC and IOAPIC and reach hlt.
       await new Promise((res) => setTimeout(res, 50));
 
-      let waiter: (() => void) | undefined;
       doorbell.watch(() => waiter?.());
       const pingPong = async (fire: () => void): Promise<number[]> => {
         const times: number[] = [];
@@ -263,16 +280,21 @@ describe.skipIf(!hasKvm)('eventfds on /dev/kvm', () => {
       expect(r.mmioExits.read).toBe(ROUNDS); // one ISR read per INTx interrupt
       await new Promise((res) => setTimeout(res, 20));
       expect(resamples).toBeGreaterThan(0);
+      const exitsBefore = r.mmioExits.write;
+      const mmioBell = await pingPong(() => mmioMsiFd.signal());
+      expect(r.mem.readU32(COUNTERS + 8)).toBe(ROUNDS);
+      expect(r.mmioExits.write - exitsBefore).toBe(ROUNDS);
+      const f = (xs: number[]): string => `${median(xs).toFixed(0)}/${pct(xs, 0.9).toFixed(0)}`;
       console.log(
         `interrupt round trip (signal → guest handler → doorbell → main loop), ${ROUNDS} rounds, µs median/p90: ` +
-        `MSI via irqfd ${median(msi).toFixed(0)}/${pct(msi, 0.9).toFixed(0)}, ` +
-        `INTx via resample irqfd + ISR read ${median(intx).toFixed(0)}/${pct(intx, 0.9).toFixed(0)}`,
+        `MSI + ioeventfd doorbell ${f(msi)}, INTx (resample irqfd) + ISR read + ioeventfd doorbell ${f(intx)}, ` +
+        `MSI + doorbell as an MMIO exit ${f(mmioBell)}`,
       );
       doorbell.unwatch();
       r.vm.unregisterIrqfd(msiFd.fd, gsi);
       r.vm.unregisterIrqfd(intxFd.fd, INTX_GSI);
     } finally {
-      for (const e of [doorbell, msiFd, intxFd, resampleFd]) e.close();
+      for (const e of [doorbell, msiFd, intxFd, resampleFd, mmioMsiFd]) e.close();
     }
   });
 });
