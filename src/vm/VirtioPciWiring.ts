@@ -1,8 +1,8 @@
 /**
  * The KVM side of one virtio-pci function (DESIGN.md, threading model): its BAR on the VM's MMIO
  * bus, one KVM_IOEVENTFD doorbell per queue watched on the main loop, MSI-X vectors as GSIs
- * routed to their messages with an irqfd each, and INTA# as a level-triggered irqfd with a
- * resample eventfd. Everything it opens is closed by {@link VirtioPciWiring.close}.
+ * routed to their messages with an irqfd each, and INTA# on its IOAPIC input ({@link IntxMode}).
+ * Everything it opens is closed by {@link VirtioPciWiring.close}.
  * @module
  */
 import type { Bus } from '../devices/Bus';
@@ -19,6 +19,26 @@ import type { GsiRoutingTable } from '../hypervisor/kvm/IrqRouting';
 function isX86MsiAddress(address: bigint): boolean {
   return (address >> 20n) === 0xfeen;
 }
+
+/**
+ * How INTA# reaches KVM's IOAPIC:
+ * - `irq-line`: KVM_IRQ_LINE from the main thread on every level change (raised on a
+ *   notification, lowered by the ISR read), so the IOAPIC sees the true level at the guest's EOI;
+ * - `resample-irqfd`: a level irqfd (KVM_IRQFD_FLAG_RESAMPLE): raising is an eventfd write; KVM
+ *   lowers the line at the EOI and signals the resample eventfd, where the line is raised again
+ *   if the ISR was not read.
+ */
+export type IntxMode = 'irq-line' | 'resample-irqfd';
+
+/**
+ * The INTx mode kvmkit uses: `irq-line`. INTx only serves guests that leave MSI-X off, and its
+ * cost is the ISR-read exit either way (~45 µs more than MSI-X per interrupt here, see
+ * test/hypervisor/eventfd.test.ts), so the simplest exact level model wins: the IOAPIC sees the
+ * device's level at every EOI. `resample-irqfd` depends on when KVM resamples: on this PVM host it
+ * signals at delivery, before the guest reads the ISR, so it re-asserts every interrupt once
+ * (test/vm/virtio-wiring.test.ts counts 2 assertions per notification).
+ */
+export const DEFAULT_INTX_MODE: IntxMode = 'irq-line';
 
 /** Counters, for tests and benchmarks. */
 export interface WiringStats {
@@ -65,16 +85,22 @@ export class VirtioPciWiring implements MsixVectorSink, IrqLine {
   #intxLevel = false;
   #closed = false;
 
-  /** @param intxGsi The IOAPIC input INTA# is wired to (16..23). */
-  constructor(ctx: WiringContext, intxGsi: number) {
+  readonly #intxMode: IntxMode;
+
+  /**
+   * @param intxGsi The IOAPIC input INTA# is wired to (16..23).
+   * @param intxMode How INTA# reaches KVM (default {@link DEFAULT_INTX_MODE}).
+   */
+  constructor(ctx: WiringContext, intxGsi: number, intxMode: IntxMode = DEFAULT_INTX_MODE) {
     this.#ctx = ctx;
     this.#intxGsi = intxGsi;
+    this.#intxMode = intxMode;
   }
 
   /**
    * Take over `dev`: its MSI-X sink, one doorbell eventfd per queue (registered wherever the BAR
-   * is decoded) and the INTx irqfd. With no resample support the INTx line falls back to
-   * KVM_IRQ_LINE.
+   * is decoded) and, in `resample-irqfd` mode, the INTx irqfd (falling back to KVM_IRQ_LINE when
+   * KVM refuses it).
    */
   attach(dev: VirtioPciDevice): void {
     this.#dev = dev;
@@ -89,6 +115,11 @@ export class VirtioPciWiring implements MsixVectorSink, IrqLine {
       });
     }
     this.#doorbellAt = new Array(dev.queues.length);
+    if (this.#intxMode === 'resample-irqfd') this.#openIntxIrqfd(dev);
+    if (dev.barAddress !== undefined) this.barChanged({ bar: VIRTIO_PCI_BAR, size: BAR0_SIZE, from: undefined, to: dev.barAddress });
+  }
+
+  #openIntxIrqfd(dev: VirtioPciDevice): void {
     try {
       const intx = new EventFd();
       const resample = new EventFd();
@@ -105,7 +136,6 @@ export class VirtioPciWiring implements MsixVectorSink, IrqLine {
       this.#intxFd = this.#resampleFd = undefined;
       this.#ctx.onError(new KvmkitError(`${dev.name}: no level irqfd for INTx (${(e as Error).message}); using KVM_IRQ_LINE`, { cause: e }));
     }
-    if (dev.barAddress !== undefined) this.barChanged({ bar: VIRTIO_PCI_BAR, size: BAR0_SIZE, from: undefined, to: dev.barAddress });
   }
 
   /** Follow the device's BAR: move its MMIO range and re-register the doorbells. */
