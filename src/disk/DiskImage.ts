@@ -45,7 +45,7 @@ export interface DiskImage {
   readonly blockSize: number;
   /** Opened read-only: writes, discards, write-zeroes and resizes are refused and the file never changes. */
   readonly readOnly: boolean;
-  /** Holes allowed: {@link discard} deallocates and {@link writeZeroes} may unmap. */
+  /** Holes allowed: {@link DiskImage.discard} deallocates and {@link DiskImage.writeZeroes} may unmap. */
   readonly sparse: boolean;
   /** Opened with O_DIRECT (host page cache bypassed). */
   readonly directIo: boolean;
@@ -53,14 +53,14 @@ export interface DiskImage {
   /**
    * Read `offset .. offset + total length` into `buffers`, filled in order.
    * @returns bytes read: the total length, or less only where the file ends
-   * @throws DiskError (rejection) on an I/O error or a range past {@link size}
+   * @throws DiskError (rejection) on an I/O error or a range past {@link DiskImage.size}
    */
   read(offset: number, buffers: readonly Uint8Array[]): Promise<number>;
 
   /**
    * Write the concatenation of `buffers` at `offset`.
    * @returns bytes written (always the total length)
-   * @throws DiskError (rejection) on an I/O error, a read-only image or a range past {@link size}
+   * @throws DiskError (rejection) on an I/O error, a read-only image or a range past {@link DiskImage.size}
    */
   write(offset: number, buffers: readonly Uint8Array[]): Promise<number>;
 
@@ -70,7 +70,7 @@ export interface DiskImage {
   /**
    * Deallocate a range (`fallocate(PUNCH_HOLE | KEEP_SIZE)`); it reads back as zeroes. A hint:
    * resolves without effect when the file system cannot punch holes.
-   * @throws DiskError (rejection) on a read-only or non-sparse image or a range past {@link size}
+   * @throws DiskError (rejection) on a read-only or non-sparse image or a range past {@link DiskImage.size}
    */
   discard(offset: number, length: number): Promise<void>;
 
