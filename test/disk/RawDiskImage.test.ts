@@ -1,5 +1,6 @@
 import koffi from 'koffi';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors';
 import { DiskError, RawDiskImage } from '../../src/disk';
@@ -10,6 +11,7 @@ import { cleanupTempImages, fdFlags, fileBytes, makeImage, pattern, sameBytes, s
 
 const MiB = 1 << 20;
 const open: RawDiskImage[] = [];
+const shmDirs: string[] = [];
 function openImage(path: string, options: Parameters<typeof RawDiskImage.open>[1] = {}): RawDiskImage {
   const img = RawDiskImage.open(path, options);
   open.push(img);
@@ -18,6 +20,7 @@ function openImage(path: string, options: Parameters<typeof RawDiskImage.open>[1
 afterAll(async () => {
   await Promise.all(open.map((i) => i.close()));
   cleanupTempImages();
+  for (const d of shmDirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe('RawDiskImage: reads and writes', () => {
@@ -194,6 +197,42 @@ describe('RawDiskImage: discard, write-zeroes, allocation', () => {
     await img.resize(MiB / 2);
     expect(readFileSync(path).length).toBe(MiB / 2);
     await expect(img.read(MiB / 2 - 1, [new Uint8Array(2)])).rejects.toThrow(/outside/);
+  });
+});
+
+describe('RawDiskImage: file systems without ZERO_RANGE (tmpfs)', () => {
+  /** An image on /dev/shm (tmpfs: PUNCH_HOLE yes, ZERO_RANGE no), or undefined when there is none. */
+  function shmImage(data: Uint8Array): string | undefined {
+    let dir: string;
+    try {
+      dir = mkdtempSync(join('/dev/shm', 'kvmkit-disk-'));
+    } catch {
+      console.log('skipping tmpfs checks: no writable /dev/shm');
+      return undefined;
+    }
+    shmDirs.push(dir);
+    const path = join(dir, 'disk.img');
+    writeFileSync(path, data);
+    return path;
+  }
+
+  it('write-zeroes falls back to PUNCH_HOLE (sparse) or to writing zeroes (sparse=false)', async () => {
+    const data = pattern(2 * MiB, 61);
+    for (const sparse of [true, false]) {
+      const path = shmImage(data);
+      if (!path) return;
+      const img = openImage(path, { sparse });
+      await img.writeZeroes(1000, 300_000);
+      await img.writeZeroes(MiB, MiB / 2, { unmap: true });
+      const file = readFileSync(path);
+      expect(file.subarray(1000, 301_000).every((b) => b === 0)).toBe(true);
+      expect(file.subarray(MiB, MiB + MiB / 2).every((b) => b === 0)).toBe(true);
+      expect(sameBytes(file.subarray(0, 1000), data.subarray(0, 1000))).toBe(true);
+      expect(sameBytes(file.subarray(301_000, MiB), data.subarray(301_000, MiB))).toBe(true);
+      expect(sameBytes(file.subarray(MiB + MiB / 2), data.subarray(MiB + MiB / 2))).toBe(true);
+      // a sparse=false image never gets holes, even from write-zeroes with unmap
+      if (!sparse) expect(img.allocatedBytes()).toBeGreaterThanOrEqual(2 * MiB);
+    }
   });
 });
 
