@@ -1,6 +1,6 @@
 /**
- * The VM's PCI bus 0: the host bridge at 00:00.0 and the user's virtio devices at 00:01.0,
- * 00:02.0, … in the order given, each with its BAR placed by the VMM in the 32-bit MMIO window
+ * The VM's PCI bus 0: the host bridge at 00:00.0 (when there is any device) and the user's virtio
+ * devices at 00:01.0, 00:02.0, … in the order given, each with its BAR placed by the VMM in the 32-bit MMIO window
  * (no firmware runs, so nothing else would) and wired to KVM by a {@link VirtioPciWiring}.
  * @module
  */
@@ -96,7 +96,7 @@ export interface PciDevicesContext {
 export class PciDevices {
   /** The bus (config mechanism #1 routes here). */
   readonly root = new PciRoot();
-  /** The host bridge at 00:00.0. */
+  /** The host bridge, at 00:00.0 when the VM has PCI devices. */
   readonly hostBridge = new PciHostBridge();
   /** The virtio functions, in slot order. */
   readonly functions: VirtioPciDevice[] = [];
@@ -108,7 +108,8 @@ export class PciDevices {
 
   constructor(plan: PciPlan, ctx: PciDevicesContext) {
     this.routing = new GsiRoutingTable((routes) => ctx.vm.setGsiRouting(routes));
-    this.root.add(this.hostBridge, { device: 0 });
+    // The host bridge comes with the first device: a VM without PCI devices keeps an empty bus 0.
+    if (plan.slots.length > 0) this.root.add(this.hostBridge, { device: 0 });
     let next = PCI_MMIO32_START;
     try {
       for (const s of plan.slots) {
