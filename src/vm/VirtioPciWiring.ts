@@ -69,7 +69,7 @@ interface Vector {
 
 /**
  * Connects a {@link VirtioPciDevice} to KVM. Create it before the guest runs, then
- * {@link attach} it; {@link barChanged} must receive the device's `onBarChange` events.
+ * {@link VirtioPciWiring.attach} it; {@link VirtioPciWiring.barChanged} must receive the device's `onBarChange` events.
  */
 export class VirtioPciWiring implements MsixVectorSink, IrqLine {
   readonly stats: WiringStats = { doorbells: 0, doorbellWrites: 0, msiFired: 0, intxAsserted: 0 };

@@ -17,9 +17,9 @@ const COUNTER_SIZE = 8;
 let openCount = 0;
 
 /**
- * A non-blocking, close-on-exec eventfd. {@link signal} adds to its counter (what a device does to
- * raise an irqfd interrupt); {@link take} reads and resets it (what the VMM does when an
- * ioeventfd doorbell rang); {@link watch} calls back on the main loop whenever it becomes readable.
+ * A non-blocking, close-on-exec eventfd. {@link EventFd.signal} adds to its counter (what a device does to
+ * raise an irqfd interrupt); {@link EventFd.take} reads and resets it (what the VMM does when an
+ * ioeventfd doorbell rang); {@link EventFd.watch} calls back on the main loop whenever it becomes readable.
  */
 export class EventFd {
   /** The file descriptor (hand it to KVM_IOEVENTFD / KVM_IRQFD or to another thread). */
@@ -45,7 +45,7 @@ export class EventFd {
     return openCount;
   }
 
-  /** True after {@link close}. */
+  /** True after {@link EventFd.close}. */
   get closed(): boolean {
     return this.#closed;
   }

@@ -107,7 +107,7 @@ export class GsiRoutingTable {
 
   /**
    * @param apply Installs a full table (KVM_SET_GSI_ROUTING).
-   * @param firstGsi Lowest GSI {@link allocate} hands out (default 24, above the IOAPIC pins).
+   * @param firstGsi Lowest GSI {@link GsiRoutingTable.allocate} hands out (default 24, above the IOAPIC pins).
    */
   constructor(apply: (routes: readonly IrqRoute[]) => void, firstGsi = IOAPIC_NUM_PINS) {
     this.#apply = apply;
@@ -115,7 +115,7 @@ export class GsiRoutingTable {
   }
 
   /**
-   * Reserve a free GSI for an MSI vector (it routes nowhere until {@link setMsi}).
+   * Reserve a free GSI for an MSI vector (it routes nowhere until {@link GsiRoutingTable.setMsi}).
    * @throws {@link ConfigError} when all GSIs below {@link KVM_MAX_IRQ_ROUTES} are taken.
    */
   allocate(): number {
@@ -128,7 +128,7 @@ export class GsiRoutingTable {
     throw new ConfigError('MSI vectors', `must fit in KVM's ${KVM_MAX_IRQ_ROUTES} GSIs; use fewer devices or queues`);
   }
 
-  /** Give back a GSI from {@link allocate}, removing its route. */
+  /** Give back a GSI from {@link GsiRoutingTable.allocate}, removing its route. */
   release(gsi: number): void {
     this.#allocated.delete(gsi);
     if (this.#msi.delete(gsi)) this.#commit();

@@ -5,8 +5,8 @@
  * memory, {@link BAR0_SIZE}) holds the common configuration, ISR status, device configuration,
  * doorbells and the MSI-X table and PBA.
  *
- * The machine side (`vm/`) wires it: the BAR's address on the MMIO bus ({@link onBarChange}),
- * doorbells through KVM_IOEVENTFD calling {@link notifyQueue}, MSI-X through the table's sink and
+ * The machine side (`vm/`) wires it: the BAR's address on the MMIO bus ({@link VirtioPciDeviceOptions.onBarChange}),
+ * doorbells through KVM_IOEVENTFD calling {@link VirtioPciDevice.notifyQueue}, MSI-X through the table's sink and
  * INTx through the `intx` line. Every guest access, of any size and offset, is answered without
  * throwing; a device failure sets DEVICE_NEEDS_RESET (§2.1.2).
  * @module
@@ -87,8 +87,8 @@ function touches(at: number, len: number, from: number, size: number): boolean {
 
 /**
  * A virtio device on PCI. Construct it with the {@link VirtioDevice} and the machine's memory and
- * lines; add it to a `PciRoot`; map {@link read}/{@link write} (BAR 0) on the MMIO bus where
- * {@link onBarChange} says.
+ * lines; add it to a `PciRoot`; map {@link VirtioPciDevice.read}/{@link VirtioPciDevice.write} (BAR 0) on the MMIO bus where
+ * {@link VirtioPciDeviceOptions.onBarChange} says.
  */
 export class VirtioPciDevice implements PciDevice, BusDevice {
   readonly name: string;
