@@ -1,5 +1,5 @@
 /** The `kvmkit` command line, spawned as a child process like a user would run it. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,10 +30,25 @@ describe.skipIf(!HAS_KVM)('kvmkit run', () => {
     expect(r.status).toBe(32);
   });
 
-  it('types stdin into the guest console', () => {
-    const r = spawnSync('sh', ['-c', `(sleep 1; printf 'typed line\\nquit\\n') | ${process.execPath} ${CLI} run -p probe.cmd=echo ${probe}`], { encoding: 'utf8', timeout: 30_000 });
-    expect(r.stdout).toContain('PROBE echo="typed line"');
-    expect(r.status).toBe(0);
+  it('types stdin into the guest console', async () => {
+    // Type only once the probe listens: input sent before the guest initialises its UART is dropped
+    // with the receive FIFO, as on real hardware.
+    const child = spawn(process.execPath, [CLI, 'run', '-p', 'probe.cmd=echo', probe], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.stdout.on('data', (d: Buffer) => {
+        const before = out;
+        out += d.toString();
+        if (!before.includes('PROBE echo_ready') && out.includes('PROBE echo_ready')) child.stdin.write('typed line\nquit\n');
+      });
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(out).toContain('PROBE echo="typed line"');
+    expect(code).toBe(0);
   });
 
   it('fails with a message naming the option for bad values', () => {
