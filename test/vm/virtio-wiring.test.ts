@@ -171,20 +171,28 @@ describe.skipIf(!hasKvm)('VirtioPciWiring on /dev/kvm', () => {
       d.wcommon(COMMON_QUEUE_MSIX_VECTOR, 1, 2);
       const irq = s.virtio.activation!.interrupt;
       const handled = (): number => rig.mem.readU32(COUNTERS);
-      for (let i = 1; i <= 50; i++) {
+      let rung = 0;
+      doorbell.watch((n) => (rung += Number(n)));
+      const times: number[] = [];
+      for (let i = 1; i <= 100; i++) {
+        const t0 = performance.now();
         irq.signalUsedQueue(0);
-        await until(() => handled() === i, `MSI ${i}`);
+        await until(() => rung >= i, `MSI ${i}`);
+        times.push((performance.now() - t0) * 1000);
+        expect(handled()).toBe(i);
       }
-      expect(wiring.stats.msiFired).toBe(50);
+      expect(wiring.stats.msiFired).toBe(100);
+      times.sort((a, b) => a - b);
+      console.log(`MSI-X: 100 notifications, 0 extra deliveries, notify → handler's doorbell median ${times[50]!.toFixed(0)} µs`);
       expect(rig.mmioExits.read + rig.mmioExits.write).toBe(0); // MSI + ioeventfd doorbell: no exits
       // mask vector 1: the notification becomes a pending bit
       d.wbar(e1 + 12, 1, 4);
       irq.signalUsedQueue(0);
       await new Promise((r) => setTimeout(r, 20));
-      expect(handled()).toBe(50);
+      expect(handled()).toBe(100);
       expect(d.bar(BAR0_MSIX_PBA_OFFSET, 8)).toBe(2);
       d.wbar(e1 + 12, 0, 4);
-      await until(() => handled() === 51, 'the pending MSI');
+      await until(() => handled() === 101, 'the pending MSI');
       expect(d.bar(BAR0_MSIX_PBA_OFFSET, 8)).toBe(0);
       // rewrite the entry's data: vector 0x42, whose handler rings a doorbell that exits
       let exitBell = 0;
