@@ -87,22 +87,26 @@ export class VirtioBlock extends VirtioDevice {
   private resetReported = false;
 
   /**
-   * Validate the options and open the image (synchronously; its I/O threads start in the background).
+   * Validate the options and open the image as a {@link RawDiskImage} (synchronously; its I/O
+   * threads start in the background).
+   * @param disk an image opened already (another format, or a test double) instead of `path`'s raw
+   *   file; the device is read-only if either the options or the image say so, and offers DISCARD
+   *   only if both allow holes
    * @throws ConfigError for a bad option (`block_size must be a power of two >= 512, got 1000`);
    *   DiskError when the image cannot be opened (missing, no permission, O_DIRECT refused)
    */
-  constructor(options: VirtioBlockOptions) {
+  constructor(options: VirtioBlockOptions, disk?: DiskImage) {
     super();
     const o = resolveBlockOptions(options);
     this.path = o.path;
-    this.readOnly = o.ro;
+    this.readOnly = o.ro || (disk?.readOnly ?? false);
     this.root = o.root;
-    this.sparse = o.sparse;
+    this.sparse = o.sparse && (disk?.sparse ?? true);
     this.directIo = o.directIo;
     this.blockSize = o.blockSize;
     this.id = o.id;
     if (o.id !== undefined) for (let i = 0; i < o.id.length; i++) this.idBytes[i] = o.id.charCodeAt(i);
-    this.disk = RawDiskImage.open(o.path, { readOnly: o.ro, sparse: o.sparse, directIo: o.directIo, blockSize: o.blockSize });
+    this.disk = disk ?? RawDiskImage.open(o.path, { readOnly: o.ro, sparse: o.sparse, directIo: o.directIo, blockSize: o.blockSize });
   }
 
   /** Disk size in 512-byte sectors (`capacity`). */
