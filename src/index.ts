@@ -11,6 +11,7 @@
  */
 export { VirtualMachine, PVM_TUNING_PARAMS } from './vm/VirtualMachine';
 export type { ExitInfo, ExitReason, VmEvents, VmState } from './vm/VirtualMachine';
+export type { PciDeviceStats } from './vm/PciDevices';
 export type { VirtualMachineOptions, ResolvedOptions } from './vm/options';
 export { MAX_CPUS, MIN_MEM_MIB, MAX_MEM_MIB } from './vm/options';
 export { SerialConsole } from './vm/SerialConsole';
@@ -36,3 +37,9 @@ export type { X86VcpuInit } from './arch/x86_64/types';
 export * as x86_64 from './arch/x86_64';
 /** Everything of the aarch64 layout builder (Image header, memory map, FDT writer and reader). */
 export * as aarch64 from './arch/aarch64';
+/** Virtio devices for `devices: [...]` (virtio-pci transport), their queues and the device base class. */
+export * from './devices/virtio';
+/** Disk images behind block devices. */
+export * from './disk';
+/** crosvm-style option syntax (`--block disk.img,ro,id=X`). */
+export * from './config';

@@ -16,3 +16,4 @@ export {
   CONSOLE_RECEIVEQ, CONSOLE_TRANSMITQ, CONSOLE_MAX_OUTPUT_CHUNK,
 } from './console/VirtioConsole';
 export type { VirtioConsoleOptions } from './console/VirtioConsole';
+export * from './block';
