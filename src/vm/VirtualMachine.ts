@@ -333,6 +333,19 @@ export class VirtualMachine extends TypedEventEmitter {
     if (this.stateValue === 'running') this.stateValue = 'paused';
   }
 
+  /**
+   * The registers of every vCPU, as hex strings (for diagnostics: where is the guest?). The VM
+   * must be paused, so the values are stable.
+   */
+  registers(): Record<string, string>[] {
+    if (this.stateValue !== 'paused') throw new VmStateError(`registers() needs a paused VM; this one is ${this.stateValue}`);
+    return this.vcpus.map((v) => {
+      const out: Record<string, string> = {};
+      for (const [k, val] of [...Object.entries(v.getRegs()), ...Object.entries(v.getControlRegisters())]) out[k] = `0x${val.toString(16)}`;
+      return out;
+    });
+  }
+
   /** Continue a paused VM. */
   resume(): void {
     if (this.stateValue !== 'paused') throw new VmStateError(`resume() needs a paused VM; this one is ${this.stateValue}`);

@@ -106,6 +106,11 @@ describe.skipIf(!HAS_KVM)('probe guest on kvmkit', () => {
     await vm.serial.waitFor('PROBE echo="hello kvmkit"', { timeoutMs: 5_000 });
     await vm.pause();
     expect(vm.state).toBe('paused');
+    // Where the paused guest is: 64-bit code of the probe, its own page tables.
+    const [regs] = vm.registers();
+    expect(BigInt(regs.efer) & 0x400n).toBe(0x400n); // EFER.LMA
+    expect(Number(regs.rip)).toBeGreaterThanOrEqual(0x100000);
+    expect(Number(regs.cr3)).toBeGreaterThan(0);
     vm.serial.write('while paused\n');
     await new Promise((r) => setTimeout(r, 300));
     expect(vm.serial.output).not.toContain('while paused');
