@@ -88,6 +88,7 @@ export function runProbeUnderQemu(opts: QemuProbeOptions): Promise<QemuProbeResu
   return new Promise((resolvePromise, reject) => {
     const child = spawn(QEMU_BINARY, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
+    let stdout = '';
     let timedOut = false;
     let stdinSent = opts.stdin === undefined;
     const stdinAfter = opts.stdinAfter ?? /PROBE echo_ready/;
@@ -98,7 +99,12 @@ export function runProbeUnderQemu(opts: QemuProbeOptions): Promise<QemuProbeResu
         child.stdin.write(opts.stdin!);
       }
     };
-    child.stdout.on('data', onData);
+    // PROBE lines come from the guest's serial port (stdout) only: a QEMU message on stderr must
+    // not land in the middle of one.
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString('latin1');
+      onData(chunk);
+    });
     child.stderr.on('data', onData);
     child.stdin.on('error', () => {}); // QEMU may exit before reading
     const timer = setTimeout(() => {
@@ -112,8 +118,8 @@ export function runProbeUnderQemu(opts: QemuProbeOptions): Promise<QemuProbeResu
     child.on('close', (code) => {
       clearTimeout(timer);
       resolvePromise({
-        lines: probeLines(output),
-        probe: parseProbeLines(output),
+        lines: probeLines(stdout),
+        probe: parseProbeLines(stdout),
         exitCode: timedOut ? null : code,
         output,
         timedOut,
