@@ -46,6 +46,12 @@ const RTC_REG_A = 0x0a;
 const RTC_UIP = 0x80;
 /** Register A default: divider 010 (32.768 kHz time base, RTC_REF_CLCK_32KHZ) and rate 0110 (1024 Hz). */
 const RTC_REG_A_DEFAULT = 0x26;
+/**
+ * UIP is set during the last UIP_WINDOW_MS of each second, and a UIP-clear poll's time is used for
+ * reads within UIP_WINDOW_MS of it (a real part sets UIP 244 us ahead; guest port I/O here takes
+ * tens of microseconds per access, so the window is wider).
+ */
+const UIP_WINDOW_MS = 20;
 
 /** Register B (RTC_CONTROL). */
 const RTC_REG_B = 0x0b;
@@ -96,7 +102,8 @@ export interface CmosOptions {
  *
  * - The time registers are computed from the host clock in UTC at each read, in BCD or binary and
  *   24- or 12-hour format as register B says (default 0x02: 24-hour, BCD, like a PC).
- * - Register A reads 0x26 with UIP (bit 7) always clear: the registers are never mid-update.
+ * - Register A reads 0x26; UIP (bit 7) is set in the last 20 ms of each second, and the time
+ *   registers read after a UIP-clear poll all come from that poll's snapshot.
  * - Guest writes to the time registers set the guest's clock: the written time is kept as an
  *   offset from the host clock (crosvm ignores such writes; kvmkit keeps them so `hwclock --systohc`
  *   round-trips). While register B's SET bit is 1 the time registers hold what the guest wrote and
@@ -114,6 +121,7 @@ export class Cmos implements BusDevice {
   readonly name: string;
   readonly #data = new Uint8Array(CMOS_SIZE);
   readonly #now: () => Date;
+  #snapshot?: { takenAt: number; time: Date };
   #index = 0;
   #nmiDisabled = false;
   /** Guest clock minus host clock, in milliseconds. */
@@ -169,6 +177,14 @@ export class Cmos implements BusDevice {
     return (this.#data[RTC_REG_B]! & RTC_SET) !== 0;
   }
 
+  /** The snapshot of the last UIP-clear poll while it is valid (same second guaranteed), else now. */
+  #timeForRead(): Date {
+    const snap = this.#snapshot;
+    if (snap && performance.now() - snap.takenAt < UIP_WINDOW_MS) return snap.time;
+    this.#snapshot = undefined;
+    return this.guestTime();
+  }
+
   #hostMs(): number {
     const t = this.#now().getTime();
     return Number.isFinite(t) ? t : 0;
@@ -179,14 +195,24 @@ export class Cmos implements BusDevice {
     if (offset !== DATA_OFFSET) return 0xff;
     const i = this.#index;
     switch (i) {
-      case RTC_REG_A:
+      case RTC_REG_A: {
+        // Like the MC146818, announce the update shortly before each second boundary (UIP), and
+        // let the guest read the time registers that follow a UIP-clear poll from one snapshot:
+        // without this, a read of seconds then minutes across a boundary is up to a minute off.
+        const t = this.guestTime();
+        if (!this.#frozen && t.getUTCMilliseconds() >= 1000 - UIP_WINDOW_MS) {
+          this.#snapshot = undefined;
+          return (this.#data[i]! & ~RTC_UIP) | RTC_UIP;
+        }
+        this.#snapshot = { takenAt: performance.now(), time: t };
         return this.#data[i]! & ~RTC_UIP;
+      }
       case RTC_REG_C:
         return 0;
       case RTC_REG_D:
         return RTC_VRT;
       default:
-        if (!this.#frozen && TIME_REGISTERS.includes(i)) return this.#encodeTime(this.guestTime())[i]!;
+        if (!this.#frozen && TIME_REGISTERS.includes(i)) return this.#encodeTime(this.#timeForRead())[i]!;
         return this.#data[i]!;
     }
   }

@@ -162,8 +162,26 @@ describe('Cmos', () => {
           expect(v & 0xf).toBeLessThan(10);
         }
         wr(cmos, 0, 0x0a);
-        expect(rd(cmos, 1) & 0x80).toBe(0);
+        // UIP announces the update in the last 20 ms of each second, as the MC146818 does ahead of it.
+        expect(rd(cmos, 1) & 0x80).toBe(cmos.guestTime().getUTCMilliseconds() >= 980 ? 0x80 : 0);
       }),
     );
+  });
+
+  it('reads the time registers after a UIP-clear poll from one snapshot, so a second boundary cannot tear them', () => {
+    let ms = Date.UTC(2026, 10, 23, 12, 59, 59, 975);
+    const cmos = new Cmos({ memBelow4g: 256 * MiB, memAbove4g: 0, now: () => new Date(ms) });
+    wr(cmos, 0, 0x0b);
+    wr(cmos, 1, 0x06); // binary, 24 h
+    wr(cmos, 0, 0x0a);
+    expect(rd(cmos, 1) & 0x80).toBe(0); // 975 ms: not yet in the update window
+    wr(cmos, 0, 0x00);
+    expect(rd(cmos, 1)).toBe(59);
+    ms += 30; // the host clock crosses into 13:00:00 between the two reads
+    wr(cmos, 0, 0x02);
+    expect(rd(cmos, 1)).toBe(59); // minutes from the same snapshot: 12:59:59, not 12:59:00
+    ms = Date.UTC(2026, 10, 23, 12, 59, 59, 990);
+    wr(cmos, 0, 0x0a);
+    expect(rd(cmos, 1) & 0x80).toBe(0x80); // update in progress
   });
 });
