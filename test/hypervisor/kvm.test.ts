@@ -15,6 +15,22 @@ const CODE = Uint8Array.from([
   0xba, 0xf8, 0x03, 0xb0, 0x48, 0xee, 0xb0, 0x69, 0xee, 0xba, 0x04, 0x06, 0xb8, 0xcd, 0xab, 0xef, 0xeb, 0xfe,
 ]);
 
+/** A VM with an in-kernel irqchip and 1 MiB of RAM at 0, for hand-written guest code. */
+function bareVm() {
+  const kvm = new KvmHypervisor();
+  const vm = kvm.createVm();
+  vm.setTssAddress(0xfffbd000);
+  vm.createIrqchip();
+  const mem = GuestMemory.allocate([{ guestAddress: 0, size: 1 << 20 }]);
+  mem.regions.forEach((r, i) => vm.setUserMemoryRegion(i, r.guestAddress, r.size, r.hostAddress));
+  const close = (): void => {
+    vm.close();
+    mem.free();
+    kvm.close();
+  };
+  return { kvm, vm, mem, close };
+}
+
 describe.skipIf(!hasKvm)('KVM bindings on /dev/kvm', () => {
   it('reports the supported CPUID and the vCPU mmap size', () => {
     const kvm = new KvmHypervisor();
@@ -29,12 +45,7 @@ describe.skipIf(!hasKvm)('KVM bindings on /dev/kvm', () => {
   });
 
   it('runs real-mode guest code in a worker: port I/O reaches the main thread, stop() kicks a spinning vCPU', async () => {
-    const kvm = new KvmHypervisor();
-    const vm = kvm.createVm();
-    vm.setTssAddress(0xfffbd000);
-    vm.createIrqchip();
-    const mem = GuestMemory.allocate([{ guestAddress: 0, size: 1 << 20 }]);
-    mem.regions.forEach((r, i) => vm.setUserMemoryRegion(i, r.guestAddress, r.size, r.hostAddress));
+    const { kvm, vm, mem, close } = bareVm();
     mem.write(0x1000, CODE);
     const vcpu = vm.createVcpu(0);
     vcpu.setSregs({ cs: { base: 0, limit: 0xffff, selector: 0, type: 0xb, present: 1, dpl: 0, db: 0, s: 1, l: 0, g: 0, avl: 0 } });
@@ -62,18 +73,11 @@ describe.skipIf(!hasKvm)('KVM bindings on /dev/kvm', () => {
     expect(performance.now() - t0).toBeLessThan(1000);
     const exit = await thread.exited;
     expect(exit.reason).toBe('stopped');
-    vm.close();
-    mem.free();
-    kvm.close();
+    close();
   });
 
   it('a guest that triple-faults ends as a crash carrying its registers and instruction bytes', async () => {
-    const kvm = new KvmHypervisor();
-    const vm = kvm.createVm();
-    vm.setTssAddress(0xfffbd000);
-    vm.createIrqchip();
-    const mem = GuestMemory.allocate([{ guestAddress: 0, size: 1 << 20 }]);
-    mem.regions.forEach((r, i) => vm.setUserMemoryRegion(i, r.guestAddress, r.size, r.hostAddress));
+    const { kvm, vm, mem, close } = bareVm();
     mem.write(0x2000, Uint8Array.of(0x90, 0x0f, 0x0b, 0xf4)); // nop; ud2; hlt
     // 64-bit mode, identity-mapped first 2 MiB, and an empty IDT: #UD -> #DF -> triple fault.
     mem.writeU64(0x9000, 0xa000n | 3n);
@@ -99,9 +103,7 @@ describe.skipIf(!hasKvm)('KVM bindings on /dev/kvm', () => {
     expect(rip).toBeGreaterThanOrEqual(0x2000);
     expect(rip).toBeLessThanOrEqual(0x2003);
     expect(exit.detail.instructionBytes).toBe(Buffer.from(mem.read(rip, 16)).toString('hex'));
-    vm.close();
-    mem.free();
-    kvm.close();
+    close();
   });
 
   it('says how to fix a missing or forbidden KVM device', () => {
