@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { BootImageError } from '../../../src/errors';
 import { parseBzImage, XLF_KERNEL_64 } from '../../../src/arch/x86_64/BzImage';
 import { syntheticBzImage } from './syntheticBzImage';
+import { FIXTURES } from '../../helpers/env';
+
+const FIXTURE_KERNEL = `${FIXTURES}/linux/vmlinuz`;
 
 describe('parseBzImage', () => {
   it('reads the setup header fields of a synthetic bzImage', () => {
@@ -73,7 +76,8 @@ describe('parseBzImage', () => {
     expect(() => parseBzImage(img, 'cut')).toThrow(/truncated bzImage/);
   });
 
-  const real = process.env.KVMKIT_TEST_BZIMAGE;
+  // Default: the Debian kernel of the Linux fixture, which the test set-up builds.
+  const real = process.env.KVMKIT_TEST_BZIMAGE ?? (existsSync(FIXTURE_KERNEL) ? FIXTURE_KERNEL : undefined);
   const why = real ? `${real} does not exist` : 'set KVMKIT_TEST_BZIMAGE to a Debian cloud kernel to run it';
   const haveReal = real !== undefined && existsSync(real);
   if (!haveReal) console.log(`skipping the real-kernel bzImage test: ${why}`);

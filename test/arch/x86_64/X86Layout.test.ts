@@ -7,6 +7,9 @@ import type { X86VcpuInit } from '../../../src/arch/x86_64/types';
 import { X86Layout } from '../../../src/arch/x86_64/X86Layout';
 import { BootImageError, ConfigError } from '../../../src/errors';
 import { syntheticBzImage } from './syntheticBzImage';
+import { FIXTURES } from '../../helpers/env';
+
+const FIXTURE_KERNEL = `${FIXTURES}/linux/vmlinuz`;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -230,7 +233,8 @@ describe('X86Layout properties', () => {
 });
 
 describe('X86Layout with a real kernel', () => {
-  const real = process.env.KVMKIT_TEST_BZIMAGE;
+  // Default: the Debian kernel of the Linux fixture, which the test set-up builds.
+  const real = process.env.KVMKIT_TEST_BZIMAGE ?? (existsSync(FIXTURE_KERNEL) ? FIXTURE_KERNEL : undefined);
   const haveReal = real !== undefined && existsSync(real);
   if (!haveReal) console.log(`skipping the real-kernel layout test: ${real ? `${real} does not exist` : 'set KVMKIT_TEST_BZIMAGE to a Debian cloud kernel to run it'}`);
   it.skipIf(!haveReal)('lays out KVMKIT_TEST_BZIMAGE with a 30 MiB initrd in 256 MiB', () => {
