@@ -21,6 +21,7 @@ import { PciConfigIo, PCI_CONFIG_IO_LEN, PCI_CONFIG_IO_PORT } from '../devices/p
 import { KvmHypervisor, type KvmVm } from '../hypervisor/kvm/KvmHypervisor';
 import type { Vcpu } from '../hypervisor/Hypervisor';
 import { GuestMemory } from '../memory/GuestMemory';
+import { registerDump } from '../hypervisor/kvm/structs';
 import { PciDevices, planPci, type PciDeviceStats } from './PciDevices';
 import { ACCESS, type CrashReport, PORT, type VcpuWorkerMessage } from './mailbox';
 import { hostArch, resolveOptions, type ResolvedOptions, type VirtualMachineOptions } from './options';
@@ -339,11 +340,7 @@ export class VirtualMachine extends TypedEventEmitter {
    */
   registers(): Record<string, string>[] {
     if (this.stateValue !== 'paused') throw new VmStateError(`registers() needs a paused VM; this one is ${this.stateValue}`);
-    return this.vcpus.map((v) => {
-      const out: Record<string, string> = {};
-      for (const [k, val] of [...Object.entries(v.getRegs()), ...Object.entries(v.getControlRegisters())]) out[k] = `0x${val.toString(16)}`;
-      return out;
-    });
+    return this.vcpus.map((v) => registerDump(v.getRegs(), v.getControlRegisters()));
   }
 
   /** Continue a paused VM. */

@@ -10,7 +10,7 @@ import { KVM, KVM_EXIT, KVM_INTERNAL_ERROR_EMULATION } from '../hypervisor/kvm/i
 import { KICK_SIGNAL, libc, nativeView, SIG_BLOCK } from '../hypervisor/kvm/libc';
 import {
   decodeControlRegs, decodeRegs, EV_EXCEPTION_HAS_ERROR_CODE, EV_EXCEPTION_INJECTED, EV_EXCEPTION_NR,
-  FPU_MXCSR_OFF, FPU_SIZE, REGS_SIZE, SREGS_SIZE, VCPU_EVENTS_SIZE,
+  FPU_MXCSR_OFF, FPU_SIZE, registerDump, REGS_SIZE, SREGS_SIZE, VCPU_EVENTS_SIZE,
 } from '../hypervisor/kvm/structs';
 import { GuestMemory } from '../memory/GuestMemory';
 import { ACCESS, type CrashReport, MB, PORT, POST_SLOTS, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
@@ -196,9 +196,7 @@ function instructionBytes(rip: bigint, cr: ReturnType<typeof decodeControlRegs>)
 
 function crash(reason: string, extra?: string[]): void {
   const { regs, cr } = readRegs();
-  const registers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(regs)) registers[k] = hex(v);
-  for (const [k, v] of Object.entries(cr)) registers[k] = hex(v);
+  const registers = registerDump(regs, cr);
   const bytes = instructionBytes(regs.rip, cr);
   const detail: CrashReport = {
     reason,

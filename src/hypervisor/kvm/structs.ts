@@ -171,4 +171,11 @@ export const EV_EXCEPTION_HAS_ERROR_CODE = 2;
 /** struct kvm_translation (linux/kvm.h): linear_address u64 in; physical_address u64, valid u8, writeable u8, usermode u8 out. */
 export const TRANSLATION_SIZE = 24;
 
+/** General and control registers as `0x…` strings, the form crash reports and `registers()` use. */
+export function registerDump(...sets: Record<string, bigint>[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const set of sets) for (const [k, v] of Object.entries(set)) out[k] = `0x${v.toString(16)}`;
+  return out;
+}
+
 export { num as bigToNumber };
