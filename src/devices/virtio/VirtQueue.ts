@@ -104,6 +104,7 @@ export class VirtQueue {
   private nextUsedIdx = 0; // free-running 16-bit index of the next used entry to write
   private seenAvailIdx = 0; // last avail.idx read from the guest
   private lastCheckedUsed = 0; // used idx at the previous shouldNotify()
+  private publishedUsed = 0; // used.idx as last written to guest memory
   private inFlightCount = 0; // chains popped and not yet returned
   private kicksSuppressed = false;
 
@@ -295,11 +296,14 @@ export class VirtQueue {
   /**
    * Return a chain to the driver: write used element `{id: head, len}` and then publish it by
    * incrementing `used.idx` (§2.7.8, §2.7.8.2). `len` is the number of bytes written into the
-   * chain's writable buffers.
+   * chain's writable buffers. With `publish` false the element is written but `used.idx` is
+   * left for {@link publishUsed} (or {@link shouldNotify}, which publishes first): a device that
+   * completes a batch publishes once and decides on the interrupt right after, before the
+   * driver can consume the entries and move `used_event` on (§2.7.7.2, §2.7.10).
    * @throws VirtQueueError if the queue is not ready or broken, `head` is not a valid index, or no
    *   chain is in flight (a device bug: a chain returned twice, or after a reset)
    */
-  addUsed(head: number, len: number): void {
+  addUsed(head: number, len: number, publish = true): void {
     if (!this.ready) {
       throw new VirtQueueError(`virtqueue ${this.index}: addUsed(${head}) on a queue that is not ready (reset since the pop?)`, {
         queue: this.index,
@@ -326,13 +330,32 @@ export class VirtQueue {
     try {
       const mem = this.mem!;
       writeUsedElem(mem, this.usedValue + RING_ENTRIES + VIRTQ_USED_ELEM_SIZE * (this.nextUsedIdx & (this.sizeValue - 1)), head, len);
-      // The element is visible before idx: stores are not reordered on x86 (TSO) nor by V8.
       this.nextUsedIdx = (this.nextUsedIdx + 1) & 0xffff;
-      writeU16(mem, this.usedValue + RING_IDX, this.nextUsedIdx);
       this.inFlightCount--;
+      if (publish) this.writeUsedIdx();
     } catch (e) {
       throw this.asQueueError(e);
     }
+  }
+
+  /**
+   * Publish the used elements added with `addUsed(head, len, false)`: write `used.idx` (§2.7.8.2).
+   * {@link shouldNotify} does this itself.
+   */
+  publishUsed(): void {
+    if (!this.ready || !this.mem || this.failure || !this.validated) return;
+    try {
+      this.writeUsedIdx();
+    } catch (e) {
+      throw this.asQueueError(e);
+    }
+  }
+
+  private writeUsedIdx(): void {
+    if (this.publishedUsed === this.nextUsedIdx) return;
+    // The elements are visible before idx: stores are not reordered on x86 (TSO) nor by V8.
+    writeU16(this.mem!, this.usedValue + RING_IDX, this.nextUsedIdx);
+    this.publishedUsed = this.nextUsedIdx;
   }
 
   /**
@@ -344,6 +367,7 @@ export class VirtQueue {
   shouldNotify(): boolean {
     if (!this.ready || !this.mem || this.failure || !this.validated) return false;
     try {
+      this.writeUsedIdx();
       const oldIdx = this.lastCheckedUsed;
       const newIdx = this.nextUsedIdx;
       this.lastCheckedUsed = newIdx;
@@ -414,6 +438,7 @@ export class VirtQueue {
     this.nextUsedIdx = 0;
     this.seenAvailIdx = 0;
     this.lastCheckedUsed = 0;
+    this.publishedUsed = 0;
     this.inFlightCount = 0;
     this.kicksSuppressed = false;
   }

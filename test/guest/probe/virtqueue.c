@@ -166,8 +166,12 @@ bool vq_pop(struct virtq *q, void **token, u32 *len)
 	volatile struct virtq_used_elem *e = used_elem(q, q->last_used & (q->size - 1));
 	u32 id = e->id, l = e->len;
 	q->last_used++;
-	if (q->event_idx)	/* §2.7.7.1: used_event says when the next notification is due */
-		q->avail[AVAIL_RING(q->size)] = q->irq_on ? q->last_used : (u16)(q->last_used - 1);
+	/* §2.7.7.1: used_event says when the next notification is due. Only re-armed while
+	 * interrupts are on, as Linux's virtqueue_get_buf does: writing last_used - 1 here would name
+	 * the entry just consumed, and a device that checks used_event after this pop would rightly
+	 * notify for it. */
+	if (q->event_idx && q->irq_on)
+		q->avail[AVAIL_RING(q->size)] = q->last_used;
 	void *t = NULL;
 	if (id < q->size) {
 		t = q->slots[id].token;

@@ -347,7 +347,9 @@ export class VirtioBlock extends VirtioDevice {
   /** Write the status byte (the last writable byte, §5.2.6) and return the chain. */
   private answer(queue: VirtQueue, chain: DescriptorChain, statusAt: number, status: number, written: number): void {
     chain.writeBytes(statusAt, STATUS[status]!);
-    queue.addUsed(chain.head, written + 1);
+    // used.idx is published by notify(), right before it reads used_event: a driver polling the
+    // used ring must not consume the entry and move used_event on before we decide (§2.7.10).
+    queue.addUsed(chain.head, written + 1, false);
     this.stats.requests++;
     if (status !== VIRTIO_BLK_S_OK) this.stats.errors++;
   }
