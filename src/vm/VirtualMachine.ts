@@ -27,6 +27,7 @@ import { ACCESS, type CrashReport, PORT, type VcpuWorkerMessage } from './mailbo
 import { hostArch, resolveOptions, type ResolvedOptions, type VirtualMachineOptions } from './options';
 import { SerialConsole } from './SerialConsole';
 import { VcpuThread } from './VcpuThread';
+import { VirtioConsole } from '../devices/virtio/console/VirtioConsole';
 
 /** Why a guest ended. */
 export type ExitReason = 'poweroff' | 'reboot' | 'crash' | 'stopped';
@@ -45,6 +46,8 @@ export type VmState = 'created' | 'starting' | 'running' | 'paused' | 'stopping'
 export type VmEvents = {
   /** Bytes the guest wrote to its serial console (ttyS0). */
   serial: (chunk: Buffer) => void;
+  /** Bytes the guest wrote to a virtio console (hvc0, hvc1, … in the order of the VirtioConsole devices). */
+  console: (chunk: Buffer, info: { port: number }) => void;
   /** Every vCPU is running guest code. */
   started: () => void;
   /** The guest ended; emitted exactly once per start. */
@@ -99,6 +102,11 @@ export class VirtualMachine extends TypedEventEmitter {
   readonly options: Readonly<ResolvedOptions>;
   /** The guest's serial console (COM1, ttyS0). */
   readonly serial: SerialConsole;
+  /**
+   * The guest's first virtio console (hvc0; use `console=hvc0`), with the same `waitFor` and
+   * `write` as {@link serial}. Output of every virtio console also comes as `console` events.
+   */
+  readonly console: SerialConsole;
   private stateValue: VmState = 'created';
   private kvm?: KvmHypervisor;
   private kvmVm?: KvmVm;
@@ -128,6 +136,12 @@ export class VirtualMachine extends TypedEventEmitter {
       if (!this.uart) throw new VmStateError('the serial console accepts input only while the VM runs');
       this.uart.input(bytes);
       this.refreshShadows(); // LSR now shows data ready
+    });
+    const hvc0 = this.options.devices.find((d): d is VirtioConsole => d instanceof VirtioConsole);
+    this.console = new SerialConsole((bytes) => {
+      if (!hvc0) throw new VmStateError('this VM has no VirtioConsole device');
+      if (this.stateValue !== 'running' && this.stateValue !== 'paused') throw new VmStateError('the virtio console accepts input only while the VM runs');
+      hvc0.input(bytes);
     });
   }
 
@@ -233,6 +247,17 @@ export class VirtualMachine extends TypedEventEmitter {
     const pm = new AcpiPm({ onPowerOff: () => void this.end({ reason: 'poweroff' }) });
     pio.insert(pm.eventBlock, PM1A_EVT_PORT, PM1A_EVT_LEN);
     pio.insert(pm.controlBlock, PM1A_CNT_PORT, PM1A_CNT_LEN);
+    // Virtio consoles: their output feeds `console` events (and `vm.console` for hvc0), after the
+    // device's own onOutput option.
+    o.devices.filter((d): d is VirtioConsole => d instanceof VirtioConsole).forEach((c, port) => {
+      const own = c.options.onOutput;
+      c.onOutput = (bytes) => {
+        own?.(bytes);
+        const chunk = Buffer.from(bytes);
+        if (port === 0) this.console.push(chunk);
+        this.emit('console', chunk, { port });
+      };
+    });
     // PCI: host bridge and virtio devices, BARs on the MMIO bus, doorbells and interrupts through KVM eventfds.
     const mmio = new Bus('mmio');
     this.pci = this.pciOfLastStart = new PciDevices(pciPlan, { vm, mem: memory, mmio, onError: (e) => this.emit('error', e) });
@@ -367,6 +392,7 @@ export class VirtualMachine extends TypedEventEmitter {
       running.delete(this);
       this.stateValue = 'exited';
       this.serial.end(info.reason);
+      this.console.end(info.reason);
       this.emit('exit', info);
       this.resolveExit?.(info);
     })();

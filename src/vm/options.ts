@@ -6,6 +6,7 @@
 import type { ArchName } from '../arch/ArchLayout';
 import { ConfigError } from '../errors';
 import type { VmDevice } from '../devices/VmDevice';
+import { rootDiskParams } from './rootDisk';
 
 /** What a user passes to `new VirtualMachine(...)`. Defaults follow crosvm (1 vCPU, 256 MiB). */
 export interface VirtualMachineOptions {
@@ -19,7 +20,11 @@ export interface VirtualMachineOptions {
   cpus?: number;
   /** Guest RAM in MiB, >= 16 (default 256). */
   mem?: number;
-  /** Virtio devices, in order: they appear on PCI bus 0 at slots 1, 2, … (00:01.0, 00:02.0, …). */
+  /**
+   * Virtio devices, in order: they appear on PCI bus 0 at slots 1, 2, … (00:01.0, 00:02.0, …), and
+   * block devices as /dev/vda, /dev/vdb, … in the order given. A block device with `root: true`
+   * adds `root=/dev/vdX ro|rw` to the command line (at most one).
+   */
   devices?: VmDevice[];
   /** Guest architecture (default: the host's). A layout the host cannot run fails at `start()`. */
   arch?: ArchName;
@@ -85,6 +90,8 @@ export function resolveOptions(o: VirtualMachineOptions): ResolvedOptions {
       throw new ConfigError(`devices[${i}]`, 'must be a kvmkit device object (e.g. new VirtioBlock({...}))', d);
     }
   });
+  // root=/dev/vdX ro|rw for the block device marked `root` (more than one is an error)
+  params = [...rootDiskParams(devices), ...params];
   const arch = o.arch ?? hostArch();
   if (arch !== 'x86_64' && arch !== 'aarch64') {
     throw new ConfigError('arch', 'must be "x86_64" or "aarch64"', o.arch ?? process.arch);
