@@ -125,14 +125,7 @@ export function parseBlockOption(text: string): VirtioBlockOptions {
   const out: Partial<VirtioBlockOptions> = {};
   const seen = new Map<string, string>(); // field -> key as written
   for (const { key, value } of splitKeyValues(text, '--block', 'path', BLOCK_OPTION_KEYS)) {
-    const field = fieldOf(key);
-    if (!field) {
-      if (CROSVM_ONLY_KEYS.includes(key)) throw new ConfigError(key, 'is a crosvm --block option that kvmkit does not support', text);
-      throw new ConfigError(key, `is not a --block option (valid keys: ${BLOCK_OPTION_KEYS.join(', ')})`, text);
-    }
-    const before = seen.get(field);
-    if (before !== undefined) throw new ConfigError(key, before === key ? 'is given twice' : `is given twice (also as ${before})`, text);
-    seen.set(field, key);
+    const field = claimField(key, seen, text);
     switch (field) {
       case 'path':
         if (value === undefined || value === '') throw new ConfigError('path', 'is required: the disk image file', value ?? '');
@@ -155,6 +148,56 @@ export function parseBlockOption(text: string): VirtioBlockOptions {
   return options;
 }
 
+/**
+ * A `block` entry of a JSON config file in object form, as crosvm's config files write it:
+ * `{"path": "root.img", "root": true, "block-size": 4096}`. Same keys and rules as
+ * {@link parseBlockOption}, with JSON types: booleans are `true`/`false`, `block-size` a number.
+ * @throws ConfigError naming the key and what is wrong, e.g. `ro must be true or false, got "yes"`
+ */
+export function parseBlockObject(entry: Readonly<Record<string, unknown>>): VirtioBlockOptions {
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+    throw new ConfigError('block', 'entries must be objects ({"path": "disk.img", ...}) or --block strings', entry);
+  }
+  const out: Partial<VirtioBlockOptions> = {};
+  const seen = new Map<string, string>();
+  for (const [key, value] of Object.entries(entry)) {
+    const field = claimField(key, seen, entry);
+    switch (field) {
+      case 'path':
+        if (typeof value !== 'string' || value === '') throw new ConfigError('path', 'is required: the disk image file', value);
+        out.path = value;
+        break;
+      case 'blockSize':
+        out.blockSize = checkBlockSize(key, value);
+        break;
+      case 'id':
+        if (typeof value !== 'string') throw new ConfigError('id', `must be a string of at most ${MAX_ID_LENGTH} printable ASCII characters`, value);
+        out.id = value;
+        break;
+      default:
+        if (typeof value !== 'boolean') throw new ConfigError(key, 'must be true or false', value);
+        out[field] = value;
+    }
+  }
+  if (out.path === undefined) throw new ConfigError('path', 'is required: the disk image file', entry);
+  const options = out as VirtioBlockOptions;
+  resolveBlockOptions(options);
+  return options;
+}
+
+/** The option field `key` sets; throws for an unknown key or a field given twice (under either spelling). */
+function claimField(key: string, seen: Map<string, string>, whole: unknown): keyof VirtioBlockOptions {
+  const field = fieldOf(key);
+  if (!field) {
+    if (CROSVM_ONLY_KEYS.includes(key)) throw new ConfigError(key, 'is a crosvm --block option that kvmkit does not support', whole);
+    throw new ConfigError(key, `is not a --block option (valid keys: ${BLOCK_OPTION_KEYS.join(', ')})`, whole);
+  }
+  const before = seen.get(field);
+  if (before !== undefined) throw new ConfigError(key, before === key ? 'is given twice' : `is given twice (also as ${before})`, whole);
+  seen.set(field, key);
+  return field;
+}
+
 function fieldOf(key: string): keyof VirtioBlockOptions | undefined {
   switch (key) {
     case 'path': return 'path';
@@ -169,3 +212,23 @@ function fieldOf(key: string): keyof VirtioBlockOptions | undefined {
     default: return undefined;
   }
 }
+
+/** crosvm's `--help` text for `--block`: every key with its default, in crosvm's wording. */
+export const BLOCK_OPTION_HELP = `parameters for setting up a block device (repeatable; 0-based index in order for "disk resize").
+Valid keys:
+    path=PATH - Path to the disk image. Can be specified
+        without the key as the first argument.
+    ro=BOOL - Whether the block should be read-only.
+        (default: false)
+    root=BOOL - Whether the block device should be mounted
+        as the root filesystem. This will add the required
+        parameters to the kernel command-line. Can only be
+        specified once. (default: false)
+    sparse=BOOL - Indicates whether the disk should support
+        the discard operation. (default: true)
+    block-size=BYTES - Set the reported block size of the
+        disk (alias block_size). (default: 512)
+    id=STRING - Set the block device identifier to an ASCII
+        string, up to 20 characters. (default: no ID)
+    direct=BOOL - Use O_DIRECT mode to bypass page cache
+        (alias o_direct). (default: false)`;

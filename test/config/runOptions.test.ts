@@ -1,0 +1,146 @@
+/** crosvm's --cpus, --mem, --serial and --shared-dir syntax, and configs turned into VM options. */
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/errors';
+import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
+import {
+  emptyConfig, parseCpusOption, parseMemOption, parseSerialOption, parseSharedDirOption, resolveSocketPath, toVmOptions, vmOptionsFromConfig,
+} from '../../src/config';
+
+function messageOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError, none was thrown');
+}
+
+describe('--cpus and --mem', () => {
+  it('take a bare number or crosvm\'s key=value form', () => {
+    expect(parseCpusOption('4')).toBe(4);
+    expect(parseCpusOption('num-cores=8')).toBe(8);
+    expect(parseMemOption('512')).toBe(512);
+    expect(parseMemOption('size=2048')).toBe(2048);
+  });
+
+  it('reject bad values with the VM\'s rule', () => {
+    expect(messageOf(() => parseCpusOption('0'))).toBe('cpus must be an integer from 1 to 254, got 0');
+    expect(messageOf(() => parseCpusOption('x'))).toBe('cpus must be an integer from 1 to 254, got "x"');
+    expect(messageOf(() => parseCpusOption('01'))).toBe('cpus must be an integer from 1 to 254, got "01"');
+    expect(messageOf(() => parseCpusOption('num-cores=255'))).toBe('cpus must be an integer from 1 to 254, got 255');
+    expect(messageOf(() => parseCpusOption('clusters=1'))).toBe('clusters is not a --cpus option (valid keys: num-cores), got "clusters=1"');
+    expect(messageOf(() => parseCpusOption('2,num-cores=3'))).toBe('num-cores is given twice, got "2,num-cores=3"');
+    expect(messageOf(() => parseMemOption('lots'))).toBe('mem must be an integer number of MiB from 16 to 1048576, got "lots"');
+    expect(messageOf(() => parseMemOption('1G'))).toBe('mem must be an integer number of MiB from 16 to 1048576, got "1G"');
+    expect(messageOf(() => parseMemOption('8'))).toBe('mem must be an integer number of MiB from 16 to 1048576, got 8');
+    expect(messageOf(() => parseMemOption('size='))).toBe('mem must be an integer number of MiB from 16 to 1048576, got ""');
+  });
+});
+
+describe('--serial', () => {
+  it('bare, stdout, sink and file forms', () => {
+    expect(parseSerialOption('')).toEqual({ type: 'stdout', stdin: true });
+    expect(parseSerialOption('type=stdout,hardware=serial,num=1,console,stdin')).toEqual({ type: 'stdout', stdin: true });
+    expect(parseSerialOption('stdout,stdin=false')).toEqual({ type: 'stdout', stdin: false });
+    expect(parseSerialOption('sink')).toEqual({ type: 'sink', stdin: true });
+    expect(parseSerialOption('type=file,path=/tmp/console.log')).toEqual({ type: 'file', path: '/tmp/console.log', stdin: true });
+  });
+
+  it('names what is wrong', () => {
+    expect(messageOf(() => parseSerialOption('tty'))).toBe('type must be stdout, file or sink, got "tty"');
+    expect(messageOf(() => parseSerialOption('type=unix,path=/s'))).toBe('type is a crosvm serial type that kvmkit does not support (use stdout, file or sink), got "unix"');
+    expect(messageOf(() => parseSerialOption('stdout,stdin=maybe'))).toBe('stdin must be true or false, got "maybe"');
+    expect(messageOf(() => parseSerialOption('stdout,num=2'))).toBe('num must be 1 (kvmkit has one serial port, COM1), got "2"');
+    expect(messageOf(() => parseSerialOption('stdout,hardware=virtio-console'))).toBe('hardware must be serial (kvmkit emulates one 8250 UART), got "virtio-console"');
+    expect(messageOf(() => parseSerialOption('file'))).toBe('path is required with type=file, got "file"');
+    expect(messageOf(() => parseSerialOption('stdout,type=sink'))).toBe('type is given twice, got "stdout,type=sink"');
+  });
+});
+
+describe('--shared-dir', () => {
+  it('parses the documented form into virtio-fs options with crosvm\'s defaults', () => {
+    expect(parseSharedDirOption('/srv/share:my_tag:type=fs:cache=auto:timeout=5:writeback=false')).toEqual({
+      sharedDir: '/srv/share', tag: 'my_tag', cache: 'auto', timeout: 5, writeback: false,
+    });
+    expect(parseSharedDirOption('/srv/share:t:type=fs')).toEqual({ sharedDir: '/srv/share', tag: 't', cache: 'auto', timeout: 5, writeback: false });
+    expect(parseSharedDirOption('rel:t:writeback=true:type=FS:timeout=0:cache=never')).toEqual({ sharedDir: 'rel', tag: 't', cache: 'never', timeout: 0, writeback: true });
+  });
+
+  it('rejects every bad field', () => {
+    const cases: [string, string][] = [
+      ['', 'shared-dir needs the host directory first: PATH:TAG:type=fs, got ""'],
+      [':t:type=fs', 'shared-dir needs the host directory first: PATH:TAG:type=fs, got ":t:type=fs"'],
+      ['/d', 'tag is required as the second field: PATH:TAG:type=fs, got "/d"'],
+      ['/d::type=fs', 'tag is required as the second field: PATH:TAG:type=fs, got "/d::type=fs"'],
+      [`/d:${'t'.repeat(37)}:type=fs`, `tag must be at most 36 bytes of UTF-8, got "${'t'.repeat(37)}"`],
+      ['/d:t', 'type is required: add :type=fs (kvmkit shares directories with virtio-fs; crosvm\'s default p9 is not supported), got "/d:t"'],
+      ['/d:t:type=9p', 'type must be fs: kvmkit has no virtio-9p device, got "9p"'],
+      ['/d:t:type=nfs', 'type must be fs, got "nfs"'],
+      ['/d:t:type=fs:cache=maybe', 'cache must be never, auto or always, got "maybe"'],
+      ['/d:t:type=fs:timeout=-1', 'timeout must be a whole number of seconds, got "-1"'],
+      ['/d:t:type=fs:timeout=1.5', 'timeout must be a whole number of seconds, got "1.5"'],
+      ['/d:t:type=fs:writeback=yes', 'writeback must be true or false, got "yes"'],
+      ['/d:t:type=fs:writeback', 'shared-dir options after PATH:TAG must be key=value ("writeback" is not), got "/d:t:type=fs:writeback"'],
+      ['/d:t:type=fs:dax=true', 'dax is a crosvm --shared-dir option that kvmkit does not support, got "/d:t:type=fs:dax=true"'],
+      ['/d:t:type=fs:colour=red', 'colour is not a --shared-dir option (valid keys: type, cache, timeout, writeback), got "/d:t:type=fs:colour=red"'],
+      ['/d:t:type=fs:cache=auto:cache=never', 'cache is given twice, got "/d:t:type=fs:cache=auto:cache=never"'],
+    ];
+    for (const [text, message] of cases) expect(messageOf(() => parseSharedDirOption(text)), text).toBe(message);
+  });
+});
+
+describe('toVmOptions / vmOptionsFromConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kvmkit-vmopts-'));
+  const img = (name: string): string => {
+    const p = join(dir, name);
+    writeFileSync(p, Buffer.alloc(1 << 20));
+    return p;
+  };
+
+  it('constructs the block devices in order, root first as listed, with the once-only options', async () => {
+    const root = img('root.img');
+    const home = img('home.img');
+    const o = await vmOptionsFromConfig({ kernel: 'bzImage', cpus: { 'num-cores': 2 }, mem: 512, params: ['quiet'], initrd: 'initrd.img', block: [{ path: root, root: true, ro: true }, `${home},id=HOME`] });
+    try {
+      expect(o).toMatchObject({ kernel: 'bzImage', cpus: 2, mem: 512, params: ['quiet'], initrd: 'initrd.img' });
+      expect(o.devices).toHaveLength(2);
+      const [a, b] = o.devices as VirtioBlock[];
+      expect(a).toBeInstanceOf(VirtioBlock);
+      expect([a!.path, a!.root, a!.readOnly]).toEqual([root, true, true]);
+      expect([b!.path, b!.root, b!.readOnly, b!.id]).toEqual([home, false, false, 'HOME']);
+    } finally {
+      await Promise.all((o.devices as VirtioBlock[]).map((d) => d.close()));
+    }
+  });
+
+  it('leaves out what was not given, so the VM applies its defaults', async () => {
+    const o = await toVmOptions({ ...emptyConfig(), kernel: 'k' });
+    expect(o).toEqual({ kernel: 'k', params: [], devices: [] });
+  });
+
+  it('requires a kernel, and refuses shared-dir until kvmkit has virtio-fs', async () => {
+    await expect(toVmOptions(emptyConfig())).rejects.toThrow('kernel is required: give KERNEL on the command line, --kernel, or "kernel" in a --cfg file');
+    await expect(vmOptionsFromConfig({ kernel: 'k', 'shared-dir': '/srv:t:type=fs' })).rejects.toThrow('shared-dir is not supported yet: kvmkit has no virtio-fs device yet, got "/srv"');
+  });
+
+  it('closes the images it opened when a later one fails', async () => {
+    const ok = img('ok.img');
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    await expect(vmOptionsFromConfig({ kernel: 'k', block: [ok, ok, join(dir, 'missing.img')] })).rejects.toThrow(/missing\.img/);
+    expect(fds()).toBe(before);
+  });
+
+  it('a socket directory gets kvmkit-<pid>.sock in it, as crosvm names crosvm-<pid>.sock', async () => {
+    const sockDir = join(dir, 'run');
+    mkdirSync(sockDir);
+    expect(resolveSocketPath(sockDir, 1234)).toBe(join(sockDir, 'kvmkit-1234.sock'));
+    expect(resolveSocketPath(join(dir, 'vm.sock'), 1234)).toBe(join(dir, 'vm.sock'));
+    const o = await toVmOptions({ ...emptyConfig(), kernel: 'k', socket: sockDir });
+    expect((o as { socket?: string }).socket).toBe(join(sockDir, `kvmkit-${process.pid}.sock`));
+  });
+});
