@@ -4,11 +4,13 @@
  * @module
  */
 import { GuestMemoryError, KvmError } from '../errors';
-import { libc, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, nativeView, PROT_READ, PROT_WRITE } from '../hypervisor/kvm/libc';
+import { libc, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, nativeView, PROT_READ, PROT_WRITE } from '../hypervisor/kvm/libc';
 import type { RamRegion } from '../arch/ArchLayout';
 
 /** Largest single JS view over guest RAM; regions are viewed in chunks of this size. */
 const CHUNK = 1 << 30;
+/** Host page size on x86_64 Linux: the granule of {@link GuestMemory.discard}. */
+export const HOST_PAGE_SIZE = 4096;
 
 /** One mmap'd region of guest RAM. */
 export interface GuestRegion {
@@ -158,6 +160,36 @@ export class GuestMemory {
   writeU16(addr: number, v: number): void { this.dv(addr, 2).setUint16(0, v, true); }
   writeU32(addr: number, v: number): void { this.dv(addr, 4).setUint32(0, v >>> 0, true); }
   writeU64(addr: number, v: bigint): void { this.dv(addr, 8).setBigUint64(0, v, true); }
+
+  /**
+   * Give the host pages of `[addr, addr+len)` back to the host (a memory balloon's inflated pages):
+   * `madvise(MADV_DONTNEED)` on the mapping, so they stop counting in the process's RSS and read
+   * as zeros the next time the guest (or a view) touches them; KVM's MMU notifier drops its own
+   * mappings of them. Guest RAM is a private anonymous mapping, for which MADV_DONTNEED frees the
+   * pages; a shared (memfd) mapping would need MADV_REMOVE instead. The range may span regions.
+   * @throws RangeError when `addr` or `len` is not a multiple of {@link HOST_PAGE_SIZE};
+   *   GuestMemoryError when the range is not entirely guest RAM; KvmError if madvise fails
+   */
+  discard(addr: number, len: number): void {
+    if (addr % HOST_PAGE_SIZE !== 0 || len % HOST_PAGE_SIZE !== 0) {
+      throw new RangeError(`discard needs a ${HOST_PAGE_SIZE}-byte aligned address and length, got 0x${addr.toString(16)}+0x${len.toString(16)}`);
+    }
+    if (!this.contains(addr, len)) throw new GuestMemoryError(BigInt(Math.max(0, Math.trunc(addr) || 0)), len);
+    let a = addr;
+    let left = len;
+    while (left > 0) {
+      // contains() held, so a region covers `a` and regions are contiguous inside the range
+      const r = this.regions.find((x) => a >= x.guestAddress && a < x.guestAddress + x.size)!;
+      const n = Math.min(left, r.guestAddress + r.size - a);
+      const host = BigInt(r.hostAddress) + BigInt(a - r.guestAddress);
+      if (libc().madvise(host, n, MADV_DONTNEED) !== 0) {
+        const errno = libc().errno();
+        throw new KvmError('madvise(MADV_DONTNEED)', errno, `cannot release guest RAM 0x${a.toString(16)}+0x${n.toString(16)} to the host (errno ${errno})`);
+      }
+      a += n;
+      left -= n;
+    }
+  }
 
   /**
    * Unmap the RAM. Call only after every vCPU thread has ended and no view is in use: a view over
