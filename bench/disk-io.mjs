@@ -12,11 +12,11 @@
 // Usage: node bench/disk-io.mjs [--quick] [--dir /var/tmp]
 import { build } from 'esbuild';
 import koffi from 'koffi';
-import { mkdirSync, mkdtempSync, openSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { randomFillSync } from 'node:crypto';
+import { makeRandomImage } from './image.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -32,14 +32,7 @@ const { RawDiskImage } = await import(outfile);
 
 const MiB = 1 << 20;
 const SIZE = 256 * MiB;
-const dir = mkdtempSync(join(baseDir, 'kvmkit-bench-'));
-const path = join(dir, 'bench.img');
-{
-  const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(8 * MiB);
-  for (let off = 0; off < SIZE; off += chunk.length) writeSync(fd, randomFillSync(chunk), 0, chunk.length, off);
-  closeSync(fd);
-}
+const { dir, path } = makeRandomImage(baseDir, 'kvmkit-bench-', 'bench.img', SIZE);
 
 const lib = koffi.load('libc.so.6');
 const mmap = lib.func('uintptr_t mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, int64_t off)');

@@ -1,17 +1,24 @@
 #!/usr/bin/env node
 // kvmkit benchmarks, side by side with QEMU on the same guest image in the same run.
 // Boot: time from start to the probe's `PROBE ready` line and to its poweroff exit, median of N runs.
-// Usage: npm run bench [-- --runs N]
+// Block I/O: bench/blk.mjs (virtio-blk against QEMU's virtio-blk-pci; see its header).
+// Usage: npm run bench [-- --runs N] [--quick] [--only boot|blk] [--rounds N]
+//   --quick   3 boot runs and the block bench's quick mode; --rounds: block bench rounds
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VirtualMachine } from '../dist/index.js';
+import { blockBench } from './blk.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const probe = join(root, 'test', 'fixtures', 'probe.bin');
 const runsArg = process.argv.indexOf('--runs');
-const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 10;
+const QUICK = process.argv.includes('--quick');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : QUICK ? 3 : 10;
+const onlyArg = process.argv.indexOf('--only');
+const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
+const roundsArg = process.argv.indexOf('--rounds');
 const QEMU = '/usr/bin/qemu-system-x86_64';
 // The probe runs in ring 3: on a paravirtual KVM ring-0 guest code is emulated (~0.7 µs per instruction).
 const PROBE_PARAMS = 'probe.cmd=poweroff probe.ring=3';
@@ -90,7 +97,7 @@ async function series(name, fn) {
 
 if (!existsSync(probe)) throw new Error(`${probe} is missing: run node scripts/fixtures.mjs probe`);
 const fmt = (v, d = 1) => (v === undefined ? '—' : v.toFixed(d));
-for (const cpus of [1, 2]) {
+for (const cpus of ONLY === 'blk' ? [] : [1, 2]) {
   const results = [];
   results.push(await series(`kvmkit (in-process API)`, () => kvmkitInProcess(cpus)));
   results.push(await series(`kvmkit (new node process)`, async () => {
@@ -118,4 +125,8 @@ for (const cpus of [1, 2]) {
     }
     console.log(`| ${r.name} | ${fmt(r.readyMs)} | ${fmt(qemuBest / r.readyMs, 2)} | ${fmt(r.exitMs)} | ${fmt(qemuBestExit / r.exitMs, 2)} | ${fmt(r.startupMs)} | ${r.maxRssKiB ? fmt(r.maxRssKiB / 1024) : '—'} |`);
   }
+}
+if (ONLY !== 'boot') {
+  const r = await blockBench({ quick: QUICK, rounds: roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : undefined });
+  if (r.failures.length) process.exitCode = 1;
 }
