@@ -28,6 +28,7 @@ import { hostArch, resolveOptions, type ResolvedOptions, type VirtualMachineOpti
 import { SerialConsole } from './SerialConsole';
 import { VcpuThread } from './VcpuThread';
 import { VirtioConsole } from '../devices/virtio/console/VirtioConsole';
+import { VirtioBalloon, type BalloonStats } from '../devices/virtio/balloon/VirtioBalloon';
 
 /** Why a guest ended. */
 export type ExitReason = 'poweroff' | 'reboot' | 'crash' | 'stopped';
@@ -423,5 +424,39 @@ export class VirtualMachine extends TypedEventEmitter {
     this.memory = undefined;
     this.kvm?.close();
     this.kvm = undefined;
+  }
+
+  /**
+   * Set the guest's memory balloon to `bytes` (rounded down to 4 KiB), like `crosvm balloon SIZE`:
+   * the VM's {@link VirtioBalloon} sets `num_pages` and sends a configuration change; the guest's
+   * driver gives pages (released to the host) or takes them back in its own time. Resolves once
+   * the guest is asked; `VirtioBalloon.waitForActual()` waits for the guest to get there.
+   * @throws VmStateError unless the VM is running or paused; ConfigError when the VM has no
+   *   VirtioBalloon or `bytes` is not an integer from 0 to the guest's RAM
+   */
+  async balloon(bytes: number): Promise<void> {
+    const device = this.balloonDevice('balloon()', ['running', 'paused']);
+    const ram = this.options.mem * 1024 * 1024;
+    if (!Number.isSafeInteger(bytes) || bytes < 0 || bytes > ram) {
+      throw new ConfigError('bytes', `must be an integer from 0 to the guest's RAM (${ram})`, bytes);
+    }
+    device.setTarget(bytes);
+  }
+
+  /**
+   * Fresh memory statistics from the guest's balloon driver (free, total and available memory,
+   * swap, faults, …) and the balloon's actual size, like `crosvm balloon_stats`.
+   * @throws VmStateError unless the VM is running; ConfigError when it has no VirtioBalloon;
+   *   BalloonError when the driver has no stats queue; TimeoutError when it does not answer in `timeoutMs`
+   */
+  async balloonStats(timeoutMs?: number): Promise<BalloonStats> {
+    return this.balloonDevice('balloonStats()', ['running']).requestStats(timeoutMs);
+  }
+
+  private balloonDevice(what: string, states: VmState[]): VirtioBalloon {
+    if (!states.includes(this.stateValue)) throw new VmStateError(`${what} needs a ${states.join(' or ')} VM; this one is ${this.stateValue}`);
+    const device = this.options.devices.find((d): d is VirtioBalloon => d instanceof VirtioBalloon);
+    if (!device) throw new ConfigError('devices', `hold no VirtioBalloon, which ${what} needs (add \`new VirtioBalloon()\`)`);
+    return device;
   }
 }
