@@ -6,11 +6,17 @@
  *
  * | request | answer |
  * |---|---|
- * | IN / OUT | data at `sector × 512`, a multiple of 512 bytes inside the disk, else IOERR; OUT on a read-only disk: IOERR |
+ * | IN / OUT | data at `sector × 512`, whole logical blocks (`blockSize`) inside the disk, else IOERR; OUT on a read-only disk: IOERR |
  * | FLUSH | `fdatasync` |
  * | GET_ID | the `id`, NUL-padded to 20 bytes (as much as the buffer holds) |
- * | DISCARD / WRITE_ZEROES | segments `{sector, num_sectors, flags}`: UNSUPP for unknown flags and for `unmap` on DISCARD (§5.2.6.2), IOERR past the end or on a read-only disk |
+ * | DISCARD / WRITE_ZEROES | segments `{sector, num_sectors, flags}`: UNSUPP for unknown flags and for `unmap` on DISCARD (§5.2.6.2, whatever else is wrong), then IOERR on a read-only disk, UNSUPP when not negotiated, IOERR for ranges past the end or not whole blocks |
  * | anything else | UNSUPP |
+ *
+ * WRITE_ZEROES is offered on every writable disk, DISCARD only on a sparse one (crosvm's rule);
+ * a read-only disk offers neither. With `blockSize` above 512 the protocol still counts 512-byte
+ * sectors (§5.2.5) and the spec leaves open what a request that is not whole blocks gets: kvmkit
+ * answers IOERR, as QEMU's virtio-blk-pci with `logical_block_size` does (the probe's
+ * `virtio-blk-align` lines show both), so no request needs a read-modify-write of a block.
  *
  * A chain without a writable status byte or with a header shorter than 16 bytes is malformed: it
  * is returned with used length 0 and nothing written, and the VMM carries on. The used length is
@@ -119,15 +125,26 @@ export class VirtioBlock extends VirtioDevice {
     return this.running;
   }
 
-  /** Whether DISCARD and WRITE_ZEROES are offered: a sparse, writable image. */
+  /** Whether DISCARD is offered: a sparse, writable image. */
   private get offersDiscard(): boolean {
     return this.sparse && !this.readOnly;
+  }
+
+  /** Whether WRITE_ZEROES is offered: a writable image (it punches holes only when sparse). */
+  private get offersWriteZeroes(): boolean {
+    return !this.readOnly;
+  }
+
+  /** Sectors per logical block. */
+  private get sectorsPerBlock(): number {
+    return this.blockSize / VIRTIO_BLK_SECTOR_SIZE;
   }
 
   deviceFeatures(): bigint {
     let f = VIRTQUEUE_FEATURES | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH;
     if (this.readOnly) f |= VIRTIO_BLK_F_RO;
-    if (this.offersDiscard) f |= VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES;
+    if (this.offersDiscard) f |= VIRTIO_BLK_F_DISCARD;
+    if (this.offersWriteZeroes) f |= VIRTIO_BLK_F_WRITE_ZEROES;
     return f;
   }
 
@@ -141,15 +158,17 @@ export class VirtioBlock extends VirtioDevice {
     v.setUint32(BLK_CONFIG.segMax, BLOCK_SEG_MAX, true);
     v.setUint32(BLK_CONFIG.blkSize, this.blockSize, true);
     v.setUint16(BLK_CONFIG.numQueues, 1, true);
+    const align = this.sectorsPerBlock;
+    const maxSectors = Math.floor(0xffff_ffff / align) * align; // a multiple of the alignment, in le32
     if (this.offersDiscard) {
-      const align = this.blockSize / VIRTIO_BLK_SECTOR_SIZE;
-      const maxSectors = Math.floor(0xffff_ffff / align) * align; // a multiple of the alignment, in le32
       v.setUint32(BLK_CONFIG.maxDiscardSectors, maxSectors, true);
       v.setUint32(BLK_CONFIG.maxDiscardSeg, BLOCK_MAX_DISCARD_SEGMENTS, true);
       v.setUint32(BLK_CONFIG.discardSectorAlignment, align, true);
+    }
+    if (this.offersWriteZeroes) {
       v.setUint32(BLK_CONFIG.maxWriteZeroesSectors, maxSectors, true);
       v.setUint32(BLK_CONFIG.maxWriteZeroesSeg, BLOCK_MAX_DISCARD_SEGMENTS, true);
-      b[BLK_CONFIG.writeZeroesMayUnmap] = 1;
+      b[BLK_CONFIG.writeZeroesMayUnmap] = this.sparse ? 1 : 0; // holes only in a sparse image
     }
     return b;
   }
@@ -258,30 +277,31 @@ export class VirtioBlock extends VirtioDevice {
   }
 
   /**
-   * Byte offset of a data transfer of `len` bytes at sector `hi:lo`, or -1 when the length is not a
-   * multiple of 512 or the range is not inside the disk (also when `sector × 512` overflows).
+   * Byte offset of a data transfer of `len` bytes at sector `hi:lo`, or -1 when the range is not
+   * whole logical blocks inside the disk (also when `sector × 512` overflows).
    */
   private dataOffset(lo: number, hi: number, len: number): number {
-    if (len % VIRTIO_BLK_SECTOR_SIZE !== 0) return -1;
+    if (len % this.blockSize !== 0) return -1;
     return this.inDisk(lo, hi, len / VIRTIO_BLK_SECTOR_SIZE) ? (hi * TWO32 + lo) * VIRTIO_BLK_SECTOR_SIZE : -1;
   }
 
-  /** Sectors `[hi:lo, hi:lo + count)` lie inside the disk. */
+  /** Sectors `[hi:lo, hi:lo + count)` lie inside the disk and start on a logical block. */
   private inDisk(lo: number, hi: number, count: number): boolean {
     if (hi >= 0x20_0000) return false; // sector >= 2^53: past any disk, and inexact as a Number
+    // 2^32 is a multiple of every block size in sectors (<= 128), so the low half decides.
+    if (lo % this.sectorsPerBlock !== 0) return false;
     return hi * TWO32 + lo + count <= this.capacity;
   }
 
   /**
    * Check a DISCARD / WRITE_ZEROES request and start its segments, or return the status to answer
-   * at once: UNSUPP when the feature was not negotiated, for too many segments, unknown flags or
-   * `unmap` on DISCARD (§5.2.6.2); IOERR on a read-only disk, for a payload that is not whole
-   * segments, or a range outside the disk.
+   * at once, in this order: IOERR for a payload that is not whole segments; UNSUPP for too many
+   * segments, unknown flags or `unmap` on DISCARD (§5.2.6.2 makes the flags a MUST, whatever else
+   * is wrong); IOERR on a read-only disk (§5.2.6.2); UNSUPP when the feature was not negotiated;
+   * IOERR for a range outside the disk or not whole logical blocks.
    */
   private segments(a: VirtioActivation, chain: DescriptorChain, type: number): Promise<unknown> | number {
-    if (this.readOnly) return VIRTIO_BLK_S_IOERR;
     const discard = type === VIRTIO_BLK_T_DISCARD;
-    if (!(a.features & (discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))) return VIRTIO_BLK_S_UNSUPP;
     const payload = chain.readableLength - VIRTIO_BLK_REQ_HEADER_SIZE;
     if (payload === 0 || payload % VIRTIO_BLK_SEGMENT_SIZE !== 0) return VIRTIO_BLK_S_IOERR;
     const count = payload / VIRTIO_BLK_SEGMENT_SIZE;
@@ -295,11 +315,13 @@ export class VirtioBlock extends VirtioDevice {
       if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) return VIRTIO_BLK_S_UNSUPP;
       if (discard && flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) return VIRTIO_BLK_S_UNSUPP;
     }
+    if (this.readOnly) return VIRTIO_BLK_S_IOERR;
+    if (!(a.features & (discard ? VIRTIO_BLK_F_DISCARD : VIRTIO_BLK_F_WRITE_ZEROES))) return VIRTIO_BLK_S_UNSUPP;
     for (let i = 0; i < count; i++) {
       const lo = v.getUint32(16 * i, true);
       const hi = v.getUint32(16 * i + 4, true);
       const sectors = v.getUint32(16 * i + 8, true);
-      if (!this.inDisk(lo, hi, sectors)) return VIRTIO_BLK_S_IOERR;
+      if (!this.inDisk(lo, hi, sectors) || sectors % this.sectorsPerBlock !== 0) return VIRTIO_BLK_S_IOERR;
       if (sectors === 0) continue;
       const unmap = (v.getUint32(16 * i + 12, true) & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) !== 0;
       ranges.push({ offset: (hi * TWO32 + lo) * VIRTIO_BLK_SECTOR_SIZE, length: sectors * VIRTIO_BLK_SECTOR_SIZE, unmap });

@@ -277,7 +277,6 @@ function model(b: Built, image: Uint8Array, ro: boolean): Expected {
     }
     case VIRTIO_BLK_T_DISCARD:
     case VIRTIO_BLK_T_WRITE_ZEROES: {
-      if (ro) return done(VIRTIO_BLK_S_IOERR);
       const payload = b.readable.length - 16;
       if (payload === 0 || payload % 16 !== 0) return done(VIRTIO_BLK_S_IOERR);
       const n = payload / 16;
@@ -287,7 +286,9 @@ function model(b: Built, image: Uint8Array, ro: boolean): Expected {
         sectors: v.getUint32(16 + 16 * i + 8, true),
         flags: v.getUint32(16 + 16 * i + 12, true),
       }));
+      // §5.2.6.2: UNSUPP for these flags comes first, then IOERR on a read-only disk
       if (segs.some((g) => (g.flags & ~1) !== 0 || (type === VIRTIO_BLK_T_DISCARD && g.flags & 1))) return done(VIRTIO_BLK_S_UNSUPP);
+      if (ro) return done(VIRTIO_BLK_S_IOERR);
       if (segs.some((g) => !inside(g.sector, BigInt(g.sectors)))) return done(VIRTIO_BLK_S_IOERR);
       return { ...done(VIRTIO_BLK_S_OK), effects: segs.filter((g) => g.sectors > 0).map((g) => ({ offset: Number(g.sector) * 512, bytes: g.sectors * 512 })) };
     }

@@ -69,12 +69,18 @@ describe('VirtioBlock: identity, features, configuration space', () => {
     expect(devices.open({ path }).root).toBe(false);
   });
 
-  it('offers SEG_MAX, BLK_SIZE, FLUSH, DISCARD and WRITE_ZEROES on a sparse writable disk; RO and no DISCARD read-only or non-sparse', () => {
+  it('offers SEG_MAX, BLK_SIZE, FLUSH, DISCARD and WRITE_ZEROES on a sparse writable disk; WRITE_ZEROES without DISCARD non-sparse (crosvm); RO and neither read-only', () => {
     const path = makeImage(MiB);
     const base = VIRTIO_F_VERSION_1 | VIRTIO_F_INDIRECT_DESC | VIRTIO_F_EVENT_IDX | VIRTIO_BLK_F_SEG_MAX | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_FLUSH;
     expect(devices.open({ path }).deviceFeatures()).toBe(base | VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES);
     expect(devices.open({ path, ro: true }).deviceFeatures()).toBe(base | VIRTIO_BLK_F_RO);
-    expect(devices.open({ path, sparse: false }).deviceFeatures()).toBe(base);
+    expect(devices.open({ path, sparse: false }).deviceFeatures()).toBe(base | VIRTIO_BLK_F_WRITE_ZEROES);
+    // non-sparse: write-zeroes limits, no discard limits, and unmap cannot deallocate
+    const cfg = new DataView(devices.open({ path, sparse: false }).configSpace().buffer);
+    expect([cfg.getUint32(BLK_CONFIG.maxDiscardSectors, true), cfg.getUint32(BLK_CONFIG.maxDiscardSeg, true), cfg.getUint32(BLK_CONFIG.discardSectorAlignment, true)]).toEqual([0, 0, 0]);
+    expect(cfg.getUint32(BLK_CONFIG.maxWriteZeroesSeg, true)).toBe(BLOCK_MAX_DISCARD_SEGMENTS);
+    expect(cfg.getUint32(BLK_CONFIG.maxWriteZeroesSectors, true)).toBeGreaterThan(1 << 30);
+    expect(cfg.getUint8(BLK_CONFIG.writeZeroesMayUnmap)).toBe(0);
   });
 
   it('lays out struct virtio_blk_config (§5.2.4): capacity in sectors, seg_max, blk_size, discard limits', () => {
@@ -265,12 +271,72 @@ describe('VirtioBlock: requests', () => {
     expect(sameBytes(file.subarray(2048, 2 * MiB), data.subarray(2048, 2 * MiB))).toBe(true);
   });
 
-  it('DISCARD and WRITE_ZEROES are UNSUPP when not negotiated and on a non-sparse disk', async () => {
-    const { h } = setup({ sparse: false });
-    const hdr = h.header(VIRTIO_BLK_T_DISCARD);
-    const s = h.status();
-    const head = h.add([{ addr: hdr, len: 16 }, { addr: h.segments([{ sector: 0, sectors: 8 }]), len: 16 }, { addr: s, len: 1, write: true }], s);
-    expect(await h.run()).toEqual([{ head, len: 1, status: UNSUPP }]);
+  it('on a non-sparse disk DISCARD is UNSUPP (not offered) and WRITE_ZEROES writes zeroes that stay allocated, unmap or not', async () => {
+    const { path, dev, h } = setup({ sparse: false });
+    const allocated = dev.disk.allocatedBytes();
+    const seg = (type: number, sector: number, sectors: number, flags = 0) => {
+      const hdr = h.header(type);
+      const s = h.status();
+      return h.add([{ addr: hdr, len: 16 }, { addr: h.segments([{ sector, sectors, flags }]), len: 16 }, { addr: s, len: 1, write: true }], s);
+    };
+    const disc = seg(VIRTIO_BLK_T_DISCARD, 0, 8);
+    const wz = seg(VIRTIO_BLK_T_WRITE_ZEROES, 2048, 2048);
+    const wzUnmap = seg(VIRTIO_BLK_T_WRITE_ZEROES, 8192, 2048, 1);
+    const answers = new Map((await h.run()).map((a) => [a.head, a.status]));
+    expect([disc, wz, wzUnmap].map((x) => answers.get(x))).toEqual([UNSUPP, OK, OK]);
+    const file = readFileSync(path);
+    expect(file.subarray(MiB, 2 * MiB).every((b) => b === 0)).toBe(true);
+    expect(file.subarray(4 * MiB, 5 * MiB).every((b) => b === 0)).toBe(true);
+    expect(file.subarray(0, 4096).some((b) => b !== 0)).toBe(true);
+    expect(dev.disk.allocatedBytes()).toBeGreaterThanOrEqual(allocated);
+  });
+
+  it('DISCARD and WRITE_ZEROES are UNSUPP when the driver did not negotiate them', async () => {
+    const path = makeImage(MiB);
+    const dev = devices.open({ path });
+    const h = new BlkHarness(dev, mem, { features: VIRTIO_F_VERSION_1 });
+    const heads = [VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_WRITE_ZEROES].map((type) => {
+      const hdr = h.header(type);
+      const s = h.status();
+      return h.add([{ addr: hdr, len: 16 }, { addr: h.segments([{ sector: 0, sectors: 8 }]), len: 16 }, { addr: s, len: 1, write: true }], s);
+    });
+    const answers = new Map((await h.run()).map((a) => [a.head, a.status]));
+    expect(heads.map((x) => answers.get(x))).toEqual([UNSUPP, UNSUPP]);
+  });
+
+  it('with blockSize 4096 answers IN, OUT, DISCARD and WRITE_ZEROES that are not whole blocks with IOERR (as QEMU with logical_block_size=4096)', async () => {
+    const { path, data, dev, h } = setup({ blockSize: 4096 });
+    const seg = (type: number, sector: number, sectors: number) => {
+      const hdr = h.header(type);
+      const s = h.status();
+      return h.add([{ addr: hdr, len: 16 }, { addr: h.segments([{ sector, sectors }]), len: 16 }, { addr: s, len: 1, write: true }], s);
+    };
+    const cases = {
+      read512: h.read(8, [512]).head,
+      readAtSector9: h.read(9, [4096]).head,
+      readBlockPlus512: h.read(8, [4096, 512]).head,
+      write512: h.write(16, pattern(512, 1)),
+      writeAtSector17: h.write(17, pattern(4096, 2)),
+      discardAtSector25: seg(VIRTIO_BLK_T_DISCARD, 25, 8),
+      discard512: seg(VIRTIO_BLK_T_DISCARD, 24, 1),
+      wzAtSector33: seg(VIRTIO_BLK_T_WRITE_ZEROES, 33, 8),
+      wz512: seg(VIRTIO_BLK_T_WRITE_ZEROES, 32, 1),
+      readBlock: h.read(8, [100, 3996]).head,
+      readNothingAtSector9: h.read(9, []).head, // QEMU checks the sector even without data
+      readNothing: h.read(8, []).head,
+      writeBlock: h.write(40, pattern(8192, 3), 1000),
+      wzBlock: seg(VIRTIO_BLK_T_WRITE_ZEROES, 56, 8),
+    };
+    const answers = new Map((await h.run()).map((a) => [a.head, a.status]));
+    expect(Object.fromEntries(Object.entries(cases).map(([k, head]) => [k, answers.get(head)]))).toEqual({
+      read512: IOERR, readAtSector9: IOERR, readBlockPlus512: IOERR, write512: IOERR, writeAtSector17: IOERR,
+      discardAtSector25: IOERR, discard512: IOERR, wzAtSector33: IOERR, wz512: IOERR, readNothingAtSector9: IOERR,
+      readBlock: OK, readNothing: OK, writeBlock: OK, wzBlock: OK,
+    });
+    const file = readFileSync(path);
+    expect(sameBytes(file.subarray(0, 40 * 512), data.subarray(0, 40 * 512))).toBe(true); // the refused requests changed nothing
+    expect(sameBytes(file.subarray(40 * 512, 64 * 512), Buffer.concat([pattern(8192, 3), new Uint8Array(4096)]))).toBe(true);
+    expect(dev.blockSize).toBe(4096);
   });
 });
 
@@ -380,6 +446,24 @@ describe('VirtioBlock: read-only disks', () => {
     expect(sameBytes(mem.read(r.data[0]!.addr, 4096), data.subarray(0, 4096))).toBe(true);
     expect(sha256(path)).toBe(before);
     await expect(dev.resize(MiB)).rejects.toThrow(/read-only/);
+  });
+
+  it('answers DISCARD with unmap and unknown flags with UNSUPP before IOERR (§5.2.6.2), then DISCARD / WRITE_ZEROES with IOERR', async () => {
+    const { path, h } = setup({ ro: true });
+    const before = sha256(path);
+    const seg = (type: number, flags: number, n = 1) => {
+      const hdr = h.header(type);
+      const s = h.status();
+      const segs = Array.from({ length: n }, (_, i) => ({ sector: 8 * i, sectors: 8, flags }));
+      return h.add([{ addr: hdr, len: 16 }, { addr: h.segments(segs), len: 16 * n }, { addr: s, len: 1, write: true }], s);
+    };
+    const cases = [
+      seg(VIRTIO_BLK_T_DISCARD, 1), seg(VIRTIO_BLK_T_DISCARD, 2), seg(VIRTIO_BLK_T_WRITE_ZEROES, 2),
+      seg(VIRTIO_BLK_T_DISCARD, 0, 2), seg(VIRTIO_BLK_T_WRITE_ZEROES, 1),
+    ];
+    const answers = new Map((await h.run()).map((a) => [a.head, a.status]));
+    expect(cases.map((x) => answers.get(x))).toEqual([UNSUPP, UNSUPP, UNSUPP, IOERR, IOERR]);
+    expect(sha256(path)).toBe(before);
   });
 });
 
@@ -493,7 +577,7 @@ describe('VirtioBlock: reset, resize, O_DIRECT, non-sparse', () => {
     expect(await h.run()).toEqual([{ head: r.head, len: 513, status: OK }]);
   });
 
-  it('serves 512-byte sectors of a 4 KiB-block O_DIRECT disk (read-modify-write)', async () => {
+  it('serves whole blocks of a 4 KiB-block O_DIRECT disk from unaligned guest buffers (bounce buffer), and refuses 512-byte ones', async () => {
     let dev: VirtioBlock;
     const data = pattern(4 * MiB, 77);
     const path = makeImage(4 * MiB, data);
@@ -507,18 +591,17 @@ describe('VirtioBlock: reset, resize, O_DIRECT, non-sparse', () => {
       throw e;
     }
     const h = new BlkHarness(dev, mem);
-    const w = h.write(9, pattern(512, 3));
-    const w2 = h.write(10, pattern(1536, 4), 500); // unaligned guest buffers too
-    const answers = await h.run();
-    expect(answers.map((a) => a.status)).toEqual([OK, OK]);
-    expect(answers.map((a) => a.head).sort()).toEqual([w, w2].sort());
+    const refused = h.write(9, pattern(512, 3));
+    const w = h.write(8, pattern(4096, 4), 500); // unaligned guest buffers: through the bounce buffer
+    const answers = new Map((await h.run()).map((a) => [a.head, a.status]));
+    expect([refused, w].map((x) => answers.get(x))).toEqual([IOERR, OK]);
+    expect((dev.disk as unknown as { bouncedRequests: number }).bouncedRequests).toBeGreaterThan(0);
     const r = h.read(8, [4096]);
     expect(await h.run()).toEqual([{ head: r.head, len: 4097, status: OK }]);
-    const expected = Buffer.from(data.subarray(8 * 512, 16 * 512));
-    expected.set(pattern(512, 3), 512);
-    expected.set(pattern(1536, 4), 1024);
+    const expected = pattern(4096, 4);
     expect(sameBytes(mem.read(r.data[0]!.addr, 4096), expected)).toBe(true);
     expect(sameBytes(readFileSync(path).subarray(8 * 512, 16 * 512), expected)).toBe(true);
+    expect(sameBytes(readFileSync(path).subarray(0, 8 * 512), data.subarray(0, 8 * 512))).toBe(true);
   });
 
   it('a non-sparse disk is fully allocated at start', () => {
