@@ -29,6 +29,10 @@ import { SerialConsole } from './SerialConsole';
 import { VcpuThread } from './VcpuThread';
 import { VirtioConsole } from '../devices/virtio/console/VirtioConsole';
 import { VirtioBalloon, type BalloonStats } from '../devices/virtio/balloon/VirtioBalloon';
+import { VirtioBlock } from '../devices/virtio/block/VirtioBlock';
+import { ControlServer } from '../control/ControlServer';
+import { resolveSocketPath } from '../control/socketPath';
+import { deviceStatus, type VmStatus } from './status';
 
 /** Why a guest ended. */
 export type ExitReason = 'poweroff' | 'reboot' | 'crash' | 'stopped';
@@ -57,6 +61,8 @@ export type VmEvents = {
   error: (err: Error) => void;
   /** An instruction the paravirtual KVM could not emulate was stepped over (DESIGN.md). */
   recovered: (info: { vcpu: number; what: string; rip: string }) => void;
+  /** `resizeDisk()` changed block device `index` (0-based among the block devices) to `bytes`. */
+  diskResized: (info: { index: number; bytes: number }) => void;
 };
 
 /** Legacy port numbers (the PC's fixed I/O map). */
@@ -125,6 +131,10 @@ export class VirtualMachine extends TypedEventEmitter {
   private exitPromise?: Promise<ExitInfo>;
   private resolveExit?: (info: ExitInfo) => void;
   private ending?: Promise<void>;
+  private control?: ControlServer;
+  private startedAt = 0;
+  private endedAt = 0;
+  private resizing: Promise<unknown> = Promise.resolve();
   /** The full kernel command line of the last start. */
   cmdline = '';
   /** Time spent from `start()` to the first KVM_RUN, in ms (the VMM's own start-up cost). */
@@ -166,14 +176,20 @@ export class VirtualMachine extends TypedEventEmitter {
     this.stateValue = 'starting';
     const t0 = performance.now();
     try {
+      if (this.options.socket !== undefined) {
+        this.control = await ControlServer.listen(resolveSocketPath(this.options.socket), this, { onError: (e) => this.emit('error', e) });
+      }
       await this.boot();
     } catch (e) {
       await Promise.all(this.threads.map((t) => t.stop()));
       this.release();
+      void this.control?.close();
+      this.control = undefined;
       this.stateValue = 'exited';
       throw e;
     }
     this.startupMs = performance.now() - t0;
+    this.startedAt = performance.now();
     this.stateValue = 'running';
     running.add(this);
     installExitHook();
@@ -369,6 +385,54 @@ export class VirtualMachine extends TypedEventEmitter {
     return this.vcpus.map((v) => registerDump(v.getRegs(), v.getControlRegisters()));
   }
 
+  /** The control socket's path while it is served (the `socket` option, resolved), else undefined. */
+  get controlSocket(): string | undefined {
+    return this.control?.path;
+  }
+
+  /** State, vCPUs, memory, uptime and devices (block devices with path and size), as plain data. */
+  status(): VmStatus {
+    const o = this.options;
+    const end = this.endedAt || performance.now();
+    return {
+      state: this.stateValue,
+      cpus: o.cpus,
+      mem: o.mem,
+      uptimeMs: this.startedAt ? Math.round(end - this.startedAt) : 0,
+      devices: deviceStatus(o.devices),
+    };
+  }
+
+  /**
+   * Resize block device `index` (0-based over the {@link VirtioBlock} devices, in the order given)
+   * to `bytes`, growing or shrinking its image file, and tell the guest: the capacity in its
+   * configuration space changes, config_generation moves and a configuration change interrupt is
+   * sent (virtio 1.2 §4.1.4.3, §4.1.4.5), like `crosvm disk resize`. Emits `diskResized`.
+   * Resizes run one at a time, in call order.
+   * @throws VmStateError unless the VM is running or paused
+   * @throws ConfigError (`index …`, `bytes …`) for an index out of range, a read-only disk, or a
+   *   size that is not a positive multiple of the disk's block size
+   */
+  async resizeDisk(index: number, bytes: number | bigint): Promise<void> {
+    if (this.stateValue !== 'running' && this.stateValue !== 'paused') {
+      throw new VmStateError(`resizeDisk() needs a running or paused VM; this one is ${this.stateValue}`);
+    }
+    const disks = this.options.devices.filter((d): d is VirtioBlock => d instanceof VirtioBlock);
+    if (!Number.isInteger(index) || index < 0 || index >= disks.length) {
+      throw new ConfigError('index', disks.length === 0 ? 'names no disk: this VM has no block device' : `must be an integer from 0 to ${disks.length - 1} (the VM's block devices in order)`, index);
+    }
+    const disk = disks[index]!;
+    if (disk.readOnly) throw new ConfigError('index', `names read-only disk ${disk.path}, which cannot be resized`, index);
+    const n = typeof bytes === 'bigint' && bytes >= 0n && bytes <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(bytes) : bytes;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n % disk.blockSize !== 0) {
+      throw new ConfigError('bytes', `must be a positive multiple of disk ${index}'s block size (${disk.blockSize}) below 2^53`, bytes);
+    }
+    const run = this.resizing.then(() => disk.resize(n));
+    this.resizing = run.catch(() => undefined); // the next resize runs whatever this one did; the caller gets this error
+    await run;
+    this.emit('diskResized', { index, bytes: n });
+  }
+
   /** Continue a paused VM. */
   resume(): void {
     if (this.stateValue !== 'paused') throw new VmStateError(`resume() needs a paused VM; this one is ${this.stateValue}`);
@@ -385,6 +449,10 @@ export class VirtualMachine extends TypedEventEmitter {
     if (this.ending) return this.ending;
     this.exitInfo = info;
     this.stateValue = 'stopping';
+    this.endedAt = performance.now();
+    // The socket file goes at once; open connections get their pending answers (a `stop` request
+    // is answered once this ends), so this is not awaited.
+    void this.control?.close();
     this.ending = (async () => {
       await Promise.all(this.threads.map((t) => t.stop()));
       this.flushSerial();

@@ -33,6 +33,14 @@ export interface VirtualMachineOptions {
    * (DESIGN.md). Default true; has no effect on hardware KVM.
    */
   pvmTuning?: boolean;
+  /**
+   * Path of a control socket to serve while the VM runs (like crosvm's `--socket`): JSON requests
+   * `stop`, `suspend`, `resume`, `status`, `balloon`, `balloon_stats`, `disk_resize` (src/control).
+   * An existing directory gets `kvmkit-<pid>.sock` inside it. Created with mode 0600 at `start()`
+   * (which fails if a live server answers there; a stale socket file is replaced) and removed when
+   * the VM ends.
+   */
+  socket?: string;
 }
 
 /** Options after validation, with defaults applied. */
@@ -45,6 +53,7 @@ export interface ResolvedOptions {
   devices: VmDevice[];
   arch: ArchName;
   pvmTuning: boolean;
+  socket?: string;
 }
 
 /** Most vCPUs: APIC ids are 8-bit in the MP table and MADT entries kvmkit builds (0xFF is broadcast). */
@@ -97,5 +106,8 @@ export function resolveOptions(o: VirtualMachineOptions): ResolvedOptions {
     throw new ConfigError('arch', 'must be "x86_64" or "aarch64"', o.arch ?? process.arch);
   }
   if (o.pvmTuning !== undefined && typeof o.pvmTuning !== 'boolean') throw new ConfigError('pvmTuning', 'must be a boolean', o.pvmTuning);
-  return { kernel: o.kernel, initrd: o.initrd, params, cpus, mem, devices, arch, pvmTuning: o.pvmTuning ?? true };
+  if (o.socket !== undefined && (typeof o.socket !== 'string' || o.socket.length === 0 || o.socket.includes('\0'))) {
+    throw new ConfigError('socket', 'must be the path of a Unix socket (or of a directory to create kvmkit-<pid>.sock in)', o.socket);
+  }
+  return { kernel: o.kernel, initrd: o.initrd, params, cpus, mem, devices, arch, pvmTuning: o.pvmTuning ?? true, socket: o.socket };
 }
