@@ -1,0 +1,8 @@
+/**
+ * virtio-fs: a host directory shared with the guest (virtio 1.2 §5.11), served by src/fuse.
+ * @module
+ */
+export { VirtioFs, FS_QUEUE_SIZE, FS_REQUEST_QUEUES, FS_CONFIG_SIZE } from './VirtioFs';
+export type { VirtioFsStats } from './VirtioFs';
+export { resolveFsOptions, MAX_TAG_BYTES, DEFAULT_FS_TIMEOUT } from './VirtioFsOptions';
+export type { VirtioFsOptions, ResolvedFsOptions, CachePolicy } from './VirtioFsOptions';
