@@ -214,7 +214,8 @@ function fieldOf(key: string): keyof VirtioBlockOptions | undefined {
 }
 
 /** crosvm's `--help` text for `--block`: every key with its default, in crosvm's wording. */
-export const BLOCK_OPTION_HELP = `parameters for setting up a block device (repeatable; 0-based index in order for "disk resize").
+export const BLOCK_OPTION_HELP = `parameters for setting up a block device (repeatable;
+"kvmkit disk resize" counts them from 0 in order).
 Valid keys:
     path=PATH - Path to the disk image. Can be specified
         without the key as the first argument.

@@ -32,7 +32,8 @@ const CROSVM_ONLY_KEYS = ['input', 'input-unix-stream', 'earlycon', 'out_timesta
 const CROSVM_ONLY_TYPES = ['syslog', 'unix', 'unix-stream', 'namedpipe'];
 
 /** crosvm's `--help` text for `--serial`, limited to what kvmkit implements, with defaults. */
-export const SERIAL_OPTION_HELP = `the guest's serial console (COM1, console=ttyS0). A bare --serial means type=stdout.
+export const SERIAL_OPTION_HELP = `the guest's serial console (COM1, console=ttyS0).
+A bare --serial means type=stdout.
 Valid keys:
     type=(stdout, file, sink) - Where the guest's console output
         goes; sink drops it. (default: stdout)

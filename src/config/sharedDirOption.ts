@@ -13,18 +13,21 @@ import { ConfigError } from '../errors';
 /** How the guest may cache file contents (crosvm `cache=`). */
 export type SharedDirCache = 'never' | 'auto' | 'always';
 
-/** A parsed `--shared-dir`, the options of the virtio-fs device. */
+/**
+ * A parsed `--shared-dir`, the options of the virtio-fs device. Only the keys given are set; the
+ * device applies the defaults (cache `auto`, timeout 5 s, writeback false).
+ */
 export interface SharedDirOptions {
   /** Host directory to share. */
   sharedDir: string;
   /** Tag the guest mounts it by: 1 to 36 bytes of UTF-8 (virtio 1.2 §5.11.4 `tag[36]`). */
   tag: string;
   /** Guest cache policy (default `auto`: close-to-open consistency). */
-  cache: SharedDirCache;
+  cache?: SharedDirCache;
   /** Seconds the guest may keep attributes and directory entries (default 5). */
-  timeout: number;
+  timeout?: number;
   /** Writeback caching in the guest (default false). */
-  writeback: boolean;
+  writeback?: boolean;
 }
 
 /** virtio 1.2 §5.11.4: `u8 tag[36]`. */
@@ -43,10 +46,11 @@ const CROSVM_ONLY_KEYS = [
 const CACHES: readonly SharedDirCache[] = ['never', 'auto', 'always'];
 
 /** crosvm's `--help` text for `--shared-dir`, limited to what kvmkit implements, with defaults. */
-export const SHARED_DIR_OPTION_HELP = `colon-separated options for sharing a host directory with virtio-fs (repeatable).
-The first field is the directory to share and the second the tag the guest
-mounts it by (mount -t virtiofs TAG /mnt). The remaining fields are key=value
-pairs in any order. Valid keys:
+export const SHARED_DIR_OPTION_HELP = `colon-separated options for sharing a host directory
+with virtio-fs (repeatable). The first field is the directory
+to share, the second the tag the guest mounts it by
+(mount -t virtiofs TAG /mnt); key=value fields follow in any
+order. Valid keys:
     type=fs - required: kvmkit shares with virtio-fs only
         (crosvm's default, p9, is not supported).
     cache=(never, auto, always) - Whether the VM can cache
@@ -66,7 +70,7 @@ export function parseSharedDirOption(text: string): SharedDirOptions {
   if (sharedDir === '') throw new ConfigError('shared-dir', 'needs the host directory first: PATH:TAG:type=fs', text);
   if (tag === undefined || tag === '') throw new ConfigError('tag', 'is required as the second field: PATH:TAG:type=fs', text);
   if (Buffer.byteLength(tag) > MAX_TAG_BYTES) throw new ConfigError('tag', `must be at most ${MAX_TAG_BYTES} bytes of UTF-8`, tag);
-  const out: SharedDirOptions = { sharedDir, tag, cache: 'auto', timeout: 5, writeback: false };
+  const out: SharedDirOptions = { sharedDir, tag };
   const seen = new Set<string>();
   let type: string | undefined;
   for (const item of rest) {

@@ -57,7 +57,7 @@ describe.skipIf(!HAS_KVM)('kvmkit run', () => {
     expect(r.stderr).toContain('cpus must be an integer from 1 to 254, got 0');
     const r2 = kvmkit(['run', '--mem', 'lots', probe]);
     expect(r2.status).not.toBe(0);
-    expect(r2.stderr).toContain('--mem must be a positive integer, got "lots"');
+    expect(r2.stderr).toContain('mem must be an integer number of MiB from 16 to 1048576, got "lots"');
   });
 });
 
