@@ -2,18 +2,19 @@
  * Boots a check on kvmkit with kvmkit's own devices, with the same script and kernel command line
  * as the QEMU twin (kvmkit adds `root=` for a root disk itself).
  *
- * Devices and run-time calls still being built elsewhere (VirtioBalloon, VirtioFs, vm.resizeDisk,
- * vm.balloon) are looked up at run time by name, so this file compiles before they exist and the
- * checks that need them skip with the missing API named (see {@link missingKvmkitApis}).
+ * Parts still being built elsewhere (VirtioFs, vm.resizeDisk) are looked up at run time by name,
+ * so this file compiles before they exist and the checks that need them skip with the missing API
+ * named (see {@link missingKvmkitApis}).
  */
 import * as kvmkit from '../../../src';
 import { VirtualMachine, VirtioBlock, VirtioConsole, VirtioRng, type VmDevice } from '../../../src';
+import { VirtioBalloon } from '../../../src/devices/virtio/balloon';
 import { HAS_KVM, IS_PVM, ensureProbe } from '../../helpers/env';
 import { checkParams, FIXTURE_MISSING, INITRD, KERNEL, linuxFixture } from './fixture';
 import { consoleLines, StepRunner, type DeviceSpec, type HostControl, type LinuxCheck, type TwinRun } from './spec';
 
 /** Device classes and VirtualMachine methods a kvmkit check may need that are not in main yet. */
-export type KvmkitApi = 'VirtioBalloon' | 'VirtioFs' | 'resizeDisk' | 'balloon';
+export type KvmkitApi = 'VirtioFs' | 'resizeDisk' | 'balloon';
 
 type DeviceClass = new (options: Record<string, unknown>) => VmDevice;
 /** The run-time calls of issue 4, as DESIGN.md shows them. */
@@ -24,7 +25,7 @@ interface RunTimeControl {
 
 const exported = kvmkit as Record<string, unknown>;
 
-function deviceClass(name: 'VirtioBalloon' | 'VirtioFs'): DeviceClass | undefined {
+function deviceClass(name: 'VirtioFs'): DeviceClass | undefined {
   const c = exported[name];
   return typeof c === 'function' ? (c as DeviceClass) : undefined;
 }
@@ -32,8 +33,8 @@ function deviceClass(name: 'VirtioBalloon' | 'VirtioFs'): DeviceClass | undefine
 /** The APIs among `needed` that kvmkit does not have yet, as readable names. */
 export function missingKvmkitApis(needed: readonly KvmkitApi[]): string[] {
   const proto = VirtualMachine.prototype as unknown as Record<string, unknown>;
-  return needed.filter((api) => (api === 'VirtioBalloon' || api === 'VirtioFs' ? !deviceClass(api) : typeof proto[api] !== 'function'))
-    .map((api) => (api === 'VirtioBalloon' || api === 'VirtioFs' ? `${api} (export of src/index.ts)` : `VirtualMachine.${api}()`));
+  return needed.filter((api) => (api === 'VirtioFs' ? !deviceClass(api) : typeof proto[api] !== 'function'))
+    .map((api) => (api === 'VirtioFs' ? `${api} (export of src/index.ts)` : `VirtualMachine.${api}()`));
 }
 
 /** Why the kvmkit run skips here, or ''. On a PVM host it runs only with KVMKIT_LINUX_TESTS=1. */
@@ -59,11 +60,11 @@ function makeDevice(d: DeviceSpec): VmDevice {
     case 'console':
       return new VirtioConsole();
     case 'balloon':
+      return new VirtioBalloon({ deflateOnOom: d.deflateOnOom });
     case 'fs': {
-      const name = d.kind === 'fs' ? 'VirtioFs' : 'VirtioBalloon';
-      const C = deviceClass(name);
-      if (!C) throw new Error(`kvmkit has no ${name} yet`);
-      return d.kind === 'fs' ? new C({ sharedDir: d.sharedDir, tag: d.tag, cache: d.cache ?? 'auto' }) : new C({});
+      const C = deviceClass('VirtioFs');
+      if (!C) throw new Error('kvmkit has no VirtioFs yet');
+      return new C({ sharedDir: d.sharedDir, tag: d.tag, cache: d.cache ?? 'auto' });
     }
   }
 }

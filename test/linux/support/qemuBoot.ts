@@ -86,7 +86,7 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
           args.push('-device', 'virtio-rng-pci');
           break;
         case 'balloon':
-          args.push('-device', 'virtio-balloon-pci,id=balloon0');
+          args.push('-device', `virtio-balloon-pci,id=balloon0,deflate-on-oom=${d.deflateOnOom ?? true ? 'on' : 'off'}`);
           break;
         case 'console':
           if (consolePath) throw new Error('the QEMU twin supports one virtio console');

@@ -22,7 +22,11 @@ export type DeviceSpec =
     }
   | { kind: 'rng' }
   | { kind: 'console' }
-  | { kind: 'balloon' }
+  | {
+      kind: 'balloon';
+      /** VIRTIO_BALLOON_F_DEFLATE_ON_OOM (kvmkit default true; QEMU `deflate-on-oom`). With it Linux keeps MemTotal and MemFree drops. */
+      deflateOnOom?: boolean;
+    }
   | {
       kind: 'fs';
       sharedDir: string;
