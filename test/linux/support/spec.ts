@@ -147,7 +147,8 @@ export class StepRunner {
 
   /** Feed the whole console output so far. */
   onOutput(all: string): void {
-    const re = new RegExp(`^${STEP_MARKER} (\\S+)\\r?$`, 'gm');
+    // Whole lines only: output arrives in chunks, and `$` would also match a name cut short.
+    const re = new RegExp(`^${STEP_MARKER} (\\S+)\\r?\\n`, 'gm');
     const found = [...all.replace(ESCAPES, '').matchAll(re)].map((m) => m[1]!);
     for (; this.seen < found.length; this.seen++) {
       const name = found[this.seen]!;
