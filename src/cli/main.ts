@@ -55,7 +55,7 @@ program
     'after',
     `
 Config files: --cfg FILE reads a JSON object whose keys are the options above without "--"
-(kernel, cpus, mem, block, initrd, params, socket, serial, shared-dir) plus "cfg" (files to
+(kernel, cpus, mem, block, initrd, params, socket, serial, shared-dir, no-balloon) plus "cfg" (files to
 include, applied first). Files merge in order: later values of once-only options win, block
 devices, params and shared directories add up. Options on the command line override every file,
 wherever they stand. Example vm.json:
@@ -76,6 +76,7 @@ crash, 1 for any other failure (with a message).`,
   .option('-s, --socket <PATH>', 'path to put the control socket (mode 0600, removed on exit).\nIf PATH is a directory, the socket is PATH/kvmkit-<pid>.sock')
   .option('--serial [type=TYPE[,key=value]]', SERIAL_OPTION_HELP, via(parseSerialOption))
   .option('--shared-dir <PATH:TAG:type=fs[:key=value]>', SHARED_DIR_OPTION_HELP, collect(parseSharedDirOption))
+  .option('--no-balloon', 'don\'t add the virtio-balloon device (there by default, as in crosvm;\n"kvmkit balloon" drives it)')
   .option('--cfg <CONFIG_FILE>', 'JSON configuration file (repeatable; see below)', collect(String))
   .action(async (kernel: string | undefined, opts: Partial<RunFlags>) => {
     const flags: RunFlags = { params: [], block: [], cfg: [], sharedDir: [], ...opts };

@@ -26,6 +26,8 @@ export interface RunFlags {
   serial?: SerialOptions | true;
   cfg: string[];
   sharedDir: SharedDirOptions[];
+  /** false with `--no-balloon` (commander's default for it is true: not given). */
+  balloon?: boolean;
 }
 
 /**
@@ -45,6 +47,7 @@ export function commandLineConfig(kernelArg: string | undefined, flags: RunFlags
     mem: flags.mem,
     socket: flags.socket,
     serial: flags.serial === true ? { ...DEFAULT_SERIAL } : flags.serial,
+    noBalloon: flags.balloon === false ? true : undefined,
     params: flags.params,
     block: flags.block,
     sharedDirs: flags.sharedDir,

@@ -24,6 +24,8 @@ export interface KvmkitConfig {
   socket?: string;
   /** The serial console (`serial`, `--serial`). */
   serial?: SerialOptions;
+  /** Leave out the virtio-balloon device crosvm (and kvmkit) add by default (`no-balloon`, `--no-balloon`). */
+  noBalloon?: boolean;
   /** Kernel command line pieces (`params`, `--params`/`-p`), repeatable. */
   params: string[];
   /** Block devices in order (`block`, `--block`/`-b`), repeatable. */
@@ -33,7 +35,7 @@ export interface KvmkitConfig {
 }
 
 /** The options that can be given once: a later value replaces an earlier one. */
-export const ONCE_ONLY_OPTIONS = ['kernel', 'initrd', 'cpus', 'mem', 'socket', 'serial'] as const;
+export const ONCE_ONLY_OPTIONS = ['kernel', 'initrd', 'cpus', 'mem', 'socket', 'serial', 'noBalloon'] as const;
 
 /** A configuration with nothing set. */
 export function emptyConfig(): KvmkitConfig {

@@ -60,12 +60,14 @@ export interface ConfigObject {
   serial?: string | SerialConfigEntry | (string | SerialConfigEntry)[];
   /** `PATH:TAG:type=fs[:cache=auto][:timeout=5][:writeback=false]`, repeatable. */
   'shared-dir'?: string | string[];
+  /** Leave out the virtio-balloon device that is there by default, as in crosvm. */
+  'no-balloon'?: boolean;
   /** Files to include first; their options are overridden by this object's. */
   cfg?: string | string[];
 }
 
 /** Every key a config file may hold. */
-export const CONFIG_KEYS = ['kernel', 'initrd', 'cpus', 'mem', 'params', 'block', 'socket', 'serial', 'shared-dir', 'cfg'] as const;
+export const CONFIG_KEYS = ['kernel', 'initrd', 'cpus', 'mem', 'params', 'block', 'socket', 'serial', 'shared-dir', 'no-balloon', 'cfg'] as const;
 
 /** crosvm `run` options kvmkit does not implement: named as such in errors rather than as typos. */
 const CROSVM_ONLY_KEYS = [
@@ -73,7 +75,7 @@ const CROSVM_ONLY_KEYS = [
   'bios', 'boost-uclamp', 'cid', 'core-scheduling', 'cpu-affinity', 'cpu-capacity', 'cpu-cluster', 'delay-rt', 'disable-sandbox',
   'disk', 'rwdisk', 'root', 'rwroot', 'dmi', 'dump-device-tree-blob', 'fdt-position', 'file-backed-mapping', 'force-calibrated-tsc-leaf',
   'fw-cfg', 'gdb', 'gpu', 'gpu-display', 'host-cpu-topology', 'host-ip', 'hugepages', 'hypervisor', 'init-mem', 'input', 'irqchip',
-  'itmt', 'keyboard', 'mac', 'mmio-address-range', 'mouse', 'multi-touch', 'name', 'net', 'netmask', 'no-balloon', 'no-i8042',
+  'itmt', 'keyboard', 'mac', 'mmio-address-range', 'mouse', 'multi-touch', 'name', 'net', 'netmask', 'no-i8042',
   'no-rng', 'no-rtc', 'no-smt', 'no-usb', 'oem-strings', 'pci-hotplug-slots', 'pcie-root-port', 'pflash', 'plugin', 'pmem',
   'pmem-device', 'protected-vm', 'pstore', 'pvclock', 'restore', 'rng', 'rt-cpus', 'rw-pmem-device', 'scsi-block', 'single-touch',
   'smbios', 'sound', 'split-irqchip', 'suspended', 'swap', 'switches', 'tap-fd', 'tap-name', 'trackpad', 'unmap-guest-memory-on-fork',
@@ -149,6 +151,7 @@ function fromObject(object: unknown, display: string, chain: readonly string[], 
     mem: own.mem,
     socket: own.socket,
     serial: own.serial,
+    noBalloon: own['no-balloon'],
     params: own.params ?? [],
     block: own.block ?? [],
     sharedDirs: own['shared-dir'] ?? [],
@@ -235,6 +238,7 @@ const fileSchema = z.strictObject({
     .transform((v): unknown[] => (typeof v === 'string' ? [v] : v))
     .pipe(z.array(checkedBy('shared-dir', sharedDirEntry)))
     .optional(),
+  'no-balloon': z.boolean({ error: 'must be true or false' }).optional(),
   cfg: z
     .union([cfgPath, z.array(cfgPath)], { error: 'must be a config file path or an array of them' })
     .transform((v) => (typeof v === 'string' ? [v] : v))

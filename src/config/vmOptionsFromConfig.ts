@@ -7,6 +7,7 @@ import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors';
 import { VirtioBlock } from '../devices/virtio/block/VirtioBlock';
+import { VirtioBalloon } from '../devices/virtio/balloon/VirtioBalloon';
 import type { VmDevice } from '../devices/VmDevice';
 import type { VirtualMachineOptions } from '../vm/options';
 import type { KvmkitConfig } from './KvmkitConfig';
@@ -28,7 +29,8 @@ export function resolveSocketPath(path: string, pid: number = process.pid): stri
 
 /**
  * Options for `new VirtualMachine()` from a merged configuration. Block devices are opened here;
- * if one fails, those opened before it are closed again.
+ * if one fails, those opened before it are closed again. As in crosvm, a virtio-balloon device
+ * follows them unless `noBalloon` (`--no-balloon`) is set.
  * The serial console is not a VM option: the caller connects `serial` events as `config.serial` says.
  * @throws ConfigError when the kernel is missing or an option is not supported yet; DiskError for an image that cannot be opened
  */
@@ -47,6 +49,7 @@ export async function toVmOptions(config: KvmkitConfig): Promise<VirtualMachineO
     await Promise.all(devices.map((d) => (d as VirtioBlock).close()));
     throw e;
   }
+  if (config.noBalloon !== true) devices.push(new VirtioBalloon());
   const options: VirtualMachineOptions = {
     kernel: config.kernel,
     params: config.params,

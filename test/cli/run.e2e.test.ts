@@ -162,6 +162,15 @@ describe.skipIf(!HAS_KVM)('kvmkit run options', () => {
     expect(bare.stdout).toContain('PROBE poweroff');
   });
 
+  it('a virtio-balloon device is there by default, as in crosvm; --no-balloon and "no-balloon" leave it out', () => {
+    const dflt = kvmkit(['run', ...PROBE_FAST, probe]);
+    expect(dflt.stdout).toContain('PROBE pci dev=00:01.0 id=1af4:1045'); // virtio 1.2 §4.1.2: 0x1040 + 5 (balloon)
+    const none = kvmkit(['run', '--no-balloon', ...PROBE_FAST, probe]);
+    expect(none.stdout).toContain('PROBE pci_count=0');
+    writeFileSync(join(dir, 'nob.json'), JSON.stringify({ 'no-balloon': true }));
+    expect(kvmkit(['run', '--cfg', 'nob.json', ...PROBE_FAST, probe]).stdout).toContain('PROBE pci_count=0');
+  });
+
   it('Ctrl-C (SIGINT) stops the guest cleanly and exits 0', async () => {
     const child = spawn(process.execPath, [CLI, 'run', ...PROBE_FAST, '-p', 'probe.cmd=echo', probe], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';

@@ -57,7 +57,7 @@ describe('crosvm documentation examples', () => {
       serial: [{ type: 'stdout', hardware: 'serial', console: true, stdin: true }],
     };
     expect(parseConfig(basic)).toEqual({
-      kernel: '/path/to/bzImage', cpus: 8, mem: 2048, initrd: undefined, socket: undefined,
+      kernel: '/path/to/bzImage', cpus: 8, mem: 2048, initrd: undefined, socket: undefined, noBalloon: undefined,
       serial: { type: 'stdout', stdin: true }, params: [], block: [{ path: '/path/to/root.img', root: true }], sharedDirs: [],
     });
     // the documented example itself uses a virtio-console serial port and a tap network device
@@ -77,11 +77,11 @@ describe('crosvm documentation examples', () => {
 describe('merge rules', () => {
   it('several --cfg files merge in order: later once-only options win, block devices and params extend', () => {
     const dir = dirWith({
-      'a.json': { kernel: 'a-kernel', cpus: 1, mem: 128, initrd: 'a.initrd', socket: 'a.sock', params: ['a=1'], block: ['a.img'], serial: 'sink' },
+      'a.json': { kernel: 'a-kernel', 'no-balloon': true, cpus: 1, mem: 128, initrd: 'a.initrd', socket: 'a.sock', params: ['a=1'], block: ['a.img'], serial: 'sink' },
       'b.json': { kernel: 'b-kernel', mem: 512, params: 'b=2', block: [{ path: 'b.img', ro: true }] },
     });
     const m = loadConfigFiles(['a.json', 'b.json'], { cwd: dir });
-    expect(m).toMatchObject({ kernel: 'b-kernel', cpus: 1, mem: 512, initrd: 'a.initrd', socket: 'a.sock', params: ['a=1', 'b=2'], serial: { type: 'sink' } });
+    expect(m).toMatchObject({ kernel: 'b-kernel', noBalloon: true, cpus: 1, mem: 512, initrd: 'a.initrd', socket: 'a.sock', params: ['a=1', 'b=2'], serial: { type: 'sink' } });
     expect(m.block.map((b) => b.path)).toEqual(['a.img', 'b.img']);
     // the other order
     const r = loadConfigFiles(['b.json', 'a.json'], { cwd: dir });
@@ -203,6 +203,7 @@ describe('errors name the file, the key and the rule', () => {
       [{ 'shared-dir': ['/srv:tag:type=p9'] }, 'shared-dir[0].type must be fs: kvmkit has no virtio-9p device, got "p9"'],
       [{ 'shared-dir': ['/srv:tag:type=fs:cache=sometimes'] }, 'shared-dir[0].cache must be never, auto or always, got "sometimes"'],
       [{ 'shared-dir': ['/srv'] }, 'shared-dir[0].tag is required as the second field: PATH:TAG:type=fs, got "/srv"'],
+      [{ 'no-balloon': 'yes' }, 'no-balloon must be true or false, got "yes"'],
       [{ cfg: 3 }, 'cfg must be a config file path or an array of them, got 3'],
       [{ cfg: [''] }, 'cfg[0] must be a config file path, got ""'],
       [{ cfg: '' }, 'cfg must be a config file path, got ""'],
@@ -217,11 +218,11 @@ describe('errors name the file, the key and the rule', () => {
   });
 
   it('unknown keys: typos get a hint, crosvm options kvmkit lacks are named as such', () => {
-    expect(bad({ kernal: 'x' })).toBe('vm.json: kernal is not a kvmkit config option (valid keys: kernel, initrd, cpus, mem, params, block, socket, serial, shared-dir, cfg)');
-    expect(bad({ shared_dir: 'x' })).toBe('vm.json: shared_dir is not a kvmkit config option (did you mean shared-dir?) (valid keys: kernel, initrd, cpus, mem, params, block, socket, serial, shared-dir, cfg)');
+    expect(bad({ kernal: 'x' })).toBe('vm.json: kernal is not a kvmkit config option (valid keys: kernel, initrd, cpus, mem, params, block, socket, serial, shared-dir, no-balloon, cfg)');
+    expect(bad({ shared_dir: 'x' })).toBe('vm.json: shared_dir is not a kvmkit config option (did you mean shared-dir?) (valid keys: kernel, initrd, cpus, mem, params, block, socket, serial, shared-dir, no-balloon, cfg)');
     expect(bad({ Kernel: 'x' })).toMatch(/^vm\.json: Kernel is not a kvmkit config option \(did you mean kernel\?\)/);
     expect(bad({ gpu: {} })).toBe('vm.json: gpu is a crosvm option that kvmkit does not support');
-    expect(bad({ 'no-balloon': true })).toBe('vm.json: no-balloon is a crosvm option that kvmkit does not support');
+    expect(bad({ 'balloon-bias-mib': 1 })).toBe('vm.json: balloon-bias-mib is a crosvm option that kvmkit does not support');
   });
 
   it('files that cannot be read, are not JSON, or hold no object', () => {

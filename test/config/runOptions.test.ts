@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors';
 import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
+import { VirtioBalloon } from '../../src/devices/virtio/balloon/VirtioBalloon';
 import {
   emptyConfig, parseCpusOption, parseMemOption, parseSerialOption, parseSharedDirOption, resolveSocketPath, toVmOptions, vmOptionsFromConfig,
 } from '../../src/config';
@@ -104,7 +105,7 @@ describe('toVmOptions / vmOptionsFromConfig', () => {
   it('constructs the block devices in order, root first as listed, with the once-only options', async () => {
     const root = img('root.img');
     const home = img('home.img');
-    const o = await vmOptionsFromConfig({ kernel: 'bzImage', cpus: { 'num-cores': 2 }, mem: 512, params: ['quiet'], initrd: 'initrd.img', block: [{ path: root, root: true, ro: true }, `${home},id=HOME`] });
+    const o = await vmOptionsFromConfig({ kernel: 'bzImage', 'no-balloon': true, cpus: { 'num-cores': 2 }, mem: 512, params: ['quiet'], initrd: 'initrd.img', block: [{ path: root, root: true, ro: true }, `${home},id=HOME`] });
     try {
       expect(o).toMatchObject({ kernel: 'bzImage', cpus: 2, mem: 512, params: ['quiet'], initrd: 'initrd.img' });
       expect(o.devices).toHaveLength(2);
@@ -117,9 +118,17 @@ describe('toVmOptions / vmOptionsFromConfig', () => {
     }
   });
 
-  it('leaves out what was not given, so the VM applies its defaults', async () => {
+  it('leaves out what was not given, so the VM applies its defaults; a balloon is there unless no-balloon, as in crosvm', async () => {
     const o = await toVmOptions({ ...emptyConfig(), kernel: 'k' });
-    expect(o).toEqual({ kernel: 'k', params: [], devices: [] });
+    expect(o.devices).toHaveLength(1);
+    expect(o.devices![0]).toBeInstanceOf(VirtioBalloon);
+    expect({ ...o, devices: [] }).toEqual({ kernel: 'k', params: [], devices: [] });
+    expect((await vmOptionsFromConfig({ kernel: 'k', 'no-balloon': true })).devices).toEqual([]);
+    // the balloon follows the disks, so block devices keep slots 1, 2, ...
+    const disk = img('first.img');
+    const withDisk = await vmOptionsFromConfig({ kernel: 'k', block: [disk] });
+    expect(withDisk.devices!.map((d) => d.deviceKind)).toEqual([new VirtioBlock({ path: disk }).deviceKind, new VirtioBalloon().deviceKind]);
+    await Promise.all(withDisk.devices!.map((d) => (d as VirtioBlock).close()));
   });
 
   it('requires a kernel, and refuses shared-dir until kvmkit has virtio-fs', async () => {
