@@ -69,6 +69,7 @@ export class IoWorkerPool {
   private readonly bySlot: (Pending | undefined)[] = new Array(SLOTS).fill(undefined);
   private readonly queued: Pending[] = [];
   private running = 0;
+  private changing = 0;
   private cqHead = 0;
   private waiting = false;
   private kickScheduled = false;
@@ -116,6 +117,14 @@ export class IoWorkerPool {
     }
   }
 
+  /**
+   * Requests that change the file (writes, write-zeroes, discards, resizes) submitted and not yet
+   * completed: while there are any, a read done elsewhere could see the file half-way through one.
+   */
+  get changesInFlight(): number {
+    return this.changing;
+  }
+
   /** Requests handed to the workers and not yet completed, plus those waiting for a slot or their turn. */
   get inFlight(): number {
     return this.running + this.queued.length;
@@ -132,6 +141,14 @@ export class IoWorkerPool {
       return;
     }
     const writeClass = req.op === OP.WRITE || req.op === OP.WRITE_ZEROES || req.op === OP.DISCARD;
+    if (writeClass || req.op === OP.TRUNCATE) {
+      this.changing++;
+      const settle = done;
+      done = (r) => {
+        this.changing--;
+        settle(r);
+      };
+    }
     const a = this.options.offsetAlign;
     const length = req.op === OP.WRITE ? sumLengths(req.segments) : req.length;
     const p: Pending = {

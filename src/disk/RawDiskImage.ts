@@ -30,6 +30,7 @@ import { DiskError, type DiskImage, type WriteZeroesOptions } from './DiskImage'
 import { FLAG, OP } from './ioRing';
 import { IoWorkerPool, type IoRequest } from './IoWorkerPool';
 import { libcFile, viewAddress } from './libcFile';
+import { DEFAULT_INLINE_READ_MAX, NowaitReader } from './nowaitRead';
 
 /** Options of {@link RawDiskImage.open}. */
 export interface RawDiskImageOptions {
@@ -43,6 +44,12 @@ export interface RawDiskImageOptions {
   blockSize?: number;
   /** I/O worker threads. Default {@link DEFAULT_IO_THREADS}. */
   ioThreads?: number;
+  /**
+   * Page-cache images: reads up to this many bytes whose data the page cache holds are copied on
+   * the calling thread (`preadv2(RWF_NOWAIT)`, which never waits for the disk) instead of in the I/O
+   * threads. 0 turns this off. Default {@link DEFAULT_INLINE_READ_MAX}; ignored with `directIo`.
+   */
+  inlineReadMax?: number;
 }
 
 /** Worker threads per image (bench/disk-io.mjs: 1–2 saturate cached I/O on a 2-CPU host; deeper queues gain little from more). */
@@ -76,9 +83,10 @@ export class RawDiskImage implements DiskImage {
   readonly fd: number;
   private fileSize: number;
   private readonly pool: IoWorkerPool;
+  private readonly nowait: NowaitReader | undefined;
   private closed = false;
 
-  private constructor(path: string, fd: number, fileSize: number, o: Required<Omit<RawDiskImageOptions, 'ioThreads'>> & { ioThreads: number }, align: { offset: number; mem: number }) {
+  private constructor(path: string, fd: number, fileSize: number, o: Required<RawDiskImageOptions>, align: { offset: number; mem: number }) {
     this.path = path;
     this.fd = fd;
     this.fileSize = fileSize;
@@ -89,6 +97,7 @@ export class RawDiskImage implements DiskImage {
     this.directAlignment = align.offset;
     this.directMemoryAlignment = align.mem;
     this.pool = new IoWorkerPool({ fd, direct: o.directIo, offsetAlign: align.offset, memAlign: align.mem, threads: o.ioThreads });
+    this.nowait = !o.directIo && o.inlineReadMax > 0 ? new NowaitReader(fd, o.inlineReadMax) : undefined;
   }
 
   /**
@@ -103,9 +112,11 @@ export class RawDiskImage implements DiskImage {
       directIo: options.directIo ?? false,
       blockSize: checkBlockSize('blockSize', options.blockSize ?? SECTOR_SIZE),
       ioThreads: options.ioThreads ?? (options.directIo ? DEFAULT_DIRECT_IO_THREADS : DEFAULT_IO_THREADS),
+      inlineReadMax: options.inlineReadMax ?? DEFAULT_INLINE_READ_MAX,
     };
     if (typeof path !== 'string' || path === '') throw new ConfigError('path', 'must name a disk image file', path);
     if (!Number.isInteger(o.ioThreads) || o.ioThreads < 1 || o.ioThreads > 64) throw new ConfigError('ioThreads', 'must be an integer from 1 to 64', o.ioThreads);
+    if (!Number.isSafeInteger(o.inlineReadMax) || o.inlineReadMax < 0) throw new ConfigError('inlineReadMax', 'must be a whole number of bytes >= 0', o.inlineReadMax);
     const c = libcFile();
     const flags = (o.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (o.directIo ? O_DIRECT : 0);
     const fd = c.open(path, flags);
@@ -195,6 +206,11 @@ export class RawDiskImage implements DiskImage {
     return this.pool.bounced;
   }
 
+  /** Reads served from the host page cache on the calling thread (see {@link RawDiskImageOptions.inlineReadMax}). */
+  get inlineReads(): number {
+    return this.nowait?.stats.hits ?? 0;
+  }
+
   /** Requests in flight (running or queued). */
   get inFlight(): number {
     return this.pool.inFlight;
@@ -220,6 +236,7 @@ export class RawDiskImage implements DiskImage {
     const bad = this.checkRange(name, offset, length);
     if (bad) return Promise.reject(bad);
     if (length === 0) return Promise.resolve(0);
+    if (op === OP.READ && this.nowait && this.pool.changesInFlight === 0 && this.nowait.tryRead(offset, segments, length)) return Promise.resolve(length);
     return this.run(name, { op, offset, length, flags: 0, segments, keep: buffers });
   }
 

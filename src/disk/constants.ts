@@ -33,6 +33,11 @@ export const FALLOC_FL_ZERO_RANGE = 0x10;
 /** Seek relative to the end of the file: `lseek(fd, 0, SEEK_END)` is the size of a file or block device. */
 export const SEEK_END = 2;
 
+// ---- preadv2(2) flags (include/uapi/linux/fs.h) ----
+
+/** Per-call non-blocking: fail with EAGAIN instead of waiting for the disk (data not in the page cache). */
+export const RWF_NOWAIT = 0x00000008;
+
 // ---- statx(2) (include/uapi/linux/stat.h, fcntl.h) ----
 
 /** statx on the descriptor itself (`pathname` ""). */

@@ -7,3 +7,4 @@ export { DiskError } from './DiskImage';
 export type { DiskImage, WriteZeroesOptions } from './DiskImage';
 export { RawDiskImage, checkBlockSize, DEFAULT_IO_THREADS, DEFAULT_DIRECT_IO_THREADS, MAX_BLOCK_SIZE } from './RawDiskImage';
 export type { RawDiskImageOptions } from './RawDiskImage';
+export { DEFAULT_INLINE_READ_MAX } from './nowaitRead';

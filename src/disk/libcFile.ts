@@ -17,6 +17,7 @@ export const FILE_PROTOTYPES = {
   pwrite: 'intptr_t pwrite(int fd, uintptr_t buf, size_t count, int64_t offset)',
   preadv: 'intptr_t preadv(int fd, void *iov, int iovcnt, int64_t offset)',
   pwritev: 'intptr_t pwritev(int fd, void *iov, int iovcnt, int64_t offset)',
+  preadv2: 'intptr_t preadv2(int fd, void *iov, int iovcnt, int64_t offset, int flags)',
   fallocate: 'int fallocate(int fd, int mode, int64_t offset, int64_t len)',
   ftruncate: 'int ftruncate(int fd, int64_t length)',
   fdatasync: 'int fdatasync(int fd)',
@@ -34,6 +35,7 @@ export interface LibcFile {
   pwrite(fd: number, buf: number | bigint, count: number, offset: number): number;
   preadv(fd: number, iov: Uint8Array, iovcnt: number, offset: number): number;
   pwritev(fd: number, iov: Uint8Array, iovcnt: number, offset: number): number;
+  preadv2(fd: number, iov: Uint8Array, iovcnt: number, offset: number, flags: number): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   ftruncate(fd: number, length: number): number;
   fdatasync(fd: number): number;

@@ -77,7 +77,7 @@ describe('RawDiskImage: reads and writes', () => {
 
   it('runs requests concurrently and completes them all', async () => {
     const path = makeImage(8 * MiB, pattern(8 * MiB, 5));
-    const img = openImage(path);
+    const img = openImage(path, { inlineReadMax: 0 }); // every read through the I/O threads
     const file = readFileSync(path);
     const reads = Array.from({ length: 200 }, (_, i) => {
       const off = ((i * 7919) % 2000) * 4096;
@@ -115,6 +115,68 @@ describe('RawDiskImage: reads and writes', () => {
     expect(() => RawDiskImage.open(makeImage(MiB), { blockSize: 1000 })).toThrow(ConfigError);
     expect(() => RawDiskImage.open(makeImage(MiB), { blockSize: 1000 })).toThrow('blockSize must be a power of two >= 512, got 1000');
     expect(() => RawDiskImage.open('')).toThrow(ConfigError);
+  });
+});
+
+describe('RawDiskImage: page-cache reads on the calling thread (RWF_NOWAIT)', () => {
+  const fadvise = koffi.load('libc.so.6').func('int posix_fadvise(int fd, int64_t offset, int64_t len, int advice)');
+  const POSIX_FADV_DONTNEED = 4; // include/uapi/linux/fadvise.h (x86_64, aarch64)
+  /** Drop the image's clean pages from the page cache, so the next read must wait for the disk. */
+  const evict = (img: RawDiskImage): void => {
+    expect(fadvise(img.fd, 0, 0, POSIX_FADV_DONTNEED)).toBe(0);
+  };
+
+  it('serves cached data at once, sends uncached data to the I/O threads, and both read the file', async () => {
+    const data = pattern(4 * MiB, 41);
+    const path = makeImage(4 * MiB, data);
+    const img = openImage(path);
+    const mem = GuestMemory.allocate([{ guestAddress: 0, size: 2 * MiB }]);
+    try {
+      readFileSync(path); // all of it in the page cache
+      const a = mem.slice(0x1000, 4096);
+      const b = mem.slice(0x3001, 100); // scattered, unaligned
+      const p = img.read(8192, [a, b]);
+      expect([img.inlineReads, img.inFlight]).toEqual([1, 0]); // done before the promise settles
+      expect(await p).toBe(4196);
+      expect(sameBytes(Buffer.concat([a, b]), Buffer.from(data.subarray(8192, 8192 + 4196)))).toBe(true);
+
+      await img.flush();
+      evict(img);
+      const c = mem.slice(0x10000, 65536);
+      const q = img.read(MiB, [c]);
+      expect([img.inlineReads, img.inFlight]).toEqual([1, 1]); // not cached: the I/O threads wait for the disk
+      expect(await q).toBe(65536);
+      expect(sameBytes(c, data.subarray(MiB, MiB + 65536))).toBe(true);
+    } finally {
+      await img.close();
+      mem.free();
+    }
+  });
+
+  it('leaves large reads, reads during a write and O_DIRECT images to the I/O threads', async () => {
+    const data = pattern(4 * MiB, 43);
+    const path = makeImage(4 * MiB, data);
+    readFileSync(path);
+    const img = openImage(path, { inlineReadMax: 65536 });
+    const big = new Uint8Array(65536 + 512);
+    const p = img.read(0, [big]);
+    expect([img.inlineReads, img.inFlight]).toEqual([0, 1]);
+    expect(await p).toBe(big.length);
+    const w = img.write(2 * MiB, [pattern(4096, 1)]);
+    const r = img.read(0, [new Uint8Array(4096)]); // a write in flight: no read overtakes it here
+    expect(img.inlineReads).toBe(0);
+    await Promise.all([w, r]);
+    expect(await img.read(0, [new Uint8Array(4096)])).toBe(4096);
+    expect(img.inlineReads).toBe(1);
+    const direct = openImage(path, { directIo: true, inlineReadMax: 65536 });
+    readFileSync(path);
+    const d = direct.read(0, [new Uint8Array(4096)]);
+    expect([direct.inlineReads, direct.inFlight]).toEqual([0, 1]);
+    await d;
+  });
+
+  it('checks inlineReadMax', () => {
+    expect(() => RawDiskImage.open(makeImage(MiB), { inlineReadMax: -1 })).toThrow('inlineReadMax must be a whole number of bytes >= 0, got -1');
   });
 });
 
@@ -239,7 +301,7 @@ describe('RawDiskImage: file systems without ZERO_RANGE (tmpfs)', () => {
 describe('RawDiskImage: quiesce', () => {
   it('cancels queued requests and waits for running ones, leaving nothing in flight', async () => {
     const path = makeImage(16 * MiB, pattern(16 * MiB, 23));
-    const img = openImage(path);
+    const img = openImage(path, { inlineReadMax: 0 }); // cached reads would complete at once, with nothing to cancel
     const results = Array.from({ length: 150 }, (_, i) =>
       img.read((i % 16) * MiB, [new Uint8Array(MiB)]).then(() => 'done', (e: DiskError) => (e.errno === 125 ? 'cancelled' : String(e))),
     );
