@@ -39,10 +39,11 @@
 // request). Each kvmkit run is a child process (`node bench/blk.mjs --child ...`), like QEMU's.
 //
 // Usage: node bench/blk.mjs [--quick] [--rounds N] [--dir /var/tmp] [--out FILE] [--tsc-khz N]
-//                           [--only qemu-none,kvmkit-dio,...] [--profile DIR] [--dist DIR]
+//                           [--only qemu-none,kvmkit-dio,...] [--profile DIR] [--dist DIR] [--compare DIR]
 //   --quick     2 rounds, 64 MiB sequential, 8/32 MiB random, 256 MiB image (a smoke run)
 //   --profile   run the kvmkit children with node --cpu-prof --cpu-prof-dir=DIR (every thread)
-//   --dist      the kvmkit build to load (default dist/), to compare two builds
+//   --dist      the kvmkit build to load (default dist/)
+//   --compare   also run the kvmkit peers from the build in DIR (ids kvmkit-dio@b, kvmkit-pc@b), interleaved
 // Needs `npm run build` (dist/) and `node scripts/fixtures.mjs probe`; `npm run bench` does both.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,7 +66,7 @@ export const CONFIGS = [
   { id: 'kvmkit-pc', vmm: 'kvmkit', label: 'kvmkit directIo: false', directIo: false },
 ];
 /** kvmkit peer -> QEMU peer it is compared with. */
-const PAIRS = [['kvmkit-dio', 'qemu-none'], ['kvmkit-pc', 'qemu-wb']];
+const PAIRS = [['kvmkit-dio', 'qemu-none'], ['kvmkit-pc', 'qemu-wb'], ['kvmkit-dio@b', 'qemu-none'], ['kvmkit-pc@b', 'qemu-wb']];
 
 /**
  * Guest boots per configuration and round. Each boot runs its workload twice and keeps the second:
@@ -153,7 +154,7 @@ async function once(c, w, o) {
     r = await run(QEMU, qemuArgs(c, o.image, params), o.timeoutMs);
   } else {
     const node = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`, `--cpu-prof-name=${c.id}-${w.id}-${Date.now()}.cpuprofile`] : [];
-    const spec = JSON.stringify({ image: o.image, directIo: c.directIo, params, timeoutMs: o.timeoutMs, dist: o.dist });
+    const spec = JSON.stringify({ image: o.image, directIo: c.directIo, params, timeoutMs: o.timeoutMs, dist: c.dist ?? o.dist });
     r = await run(process.execPath, [...node, fileURLToPath(import.meta.url), '--child', spec], o.timeoutMs + 10000);
   }
   const lines = benchLines(r.out);
@@ -209,10 +210,13 @@ const fmtNum = (v, d = 0) => (v === undefined || Number.isNaN(v) ? '—' : v.toL
  * Run every configuration on every workload for `rounds` rounds, print the table and write the JSON.
  * @returns the summary written to `out`
  */
-export async function blockBench({ quick = false, rounds = quick ? 2 : 5, dir = '/var/tmp', out = join(root, 'bench', 'results', 'blk.json'), tscKhz = hostTscKhz(), only, profileDir, dist = join(root, 'dist'), log = console.log } = {}) {
+export async function blockBench({ quick = false, rounds = quick ? 2 : 5, dir = '/var/tmp', out = join(root, 'bench', 'results', 'blk.json'), tscKhz = hostTscKhz(), only, profileDir, dist = join(root, 'dist'), compare, log = console.log } = {}) {
   if (!existsSync(PROBE)) throw new Error(`${PROBE} is missing: run node scripts/fixtures.mjs probe`);
   if (!existsSync(join(dist, 'index.js'))) throw new Error(`${dist}/index.js is missing: run npm run build`);
-  const configs = CONFIGS.filter((c) => !only || only.includes(c.id));
+  const all = [...CONFIGS];
+  // --compare: the kvmkit peers again from another build, in the same rounds (an A/B of two builds).
+  if (compare) for (const c of CONFIGS.filter((x) => x.vmm === 'kvmkit')) all.push({ ...c, id: `${c.id}@b`, label: `${c.label} (${compare})`, dist: compare });
+  const configs = all.filter((c) => !only || only.includes(c.id) || (c.dist && only.includes(c.id.slice(0, -2))));
   const ws = workloads(quick);
   const imageBytes = (quick ? 256 : 512) * MiB;
   const img = makeRandomImage(dir, 'kvmkit-blk-bench-', 'disk.img', imageBytes);
@@ -271,8 +275,8 @@ export async function blockBench({ quick = false, rounds = quick ? 2 : 5, dir = 
   for (const row of rowNames) log(`| ${row} | ${configs.map((c) => cell(summary[row][c.id])).join(' | ')} |`);
   for (const [k, q] of PAIRS) {
     if (!configs.some((c) => c.id === k) || !configs.some((c) => c.id === q)) continue;
-    const lk = CONFIGS.find((c) => c.id === k).label;
-    const lq = CONFIGS.find((c) => c.id === q).label;
+    const lk = configs.find((c) => c.id === k).label;
+    const lq = configs.find((c) => c.id === q).label;
     log(`\n| workload | ${lq} MB/s | IOPS | ${lk} MB/s | IOPS | ratio | target |`);
     log('|---|---|---|---|---|---|---|');
     for (const row of rowNames) {
@@ -313,6 +317,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       only: flag('--only')?.split(','),
       profileDir: flag('--profile'),
       dist: flag('--dist') && resolve(flag('--dist')),
+      compare: flag('--compare') && resolve(flag('--compare')),
     });
     if (r.failures.length) process.exitCode = 1;
   }
