@@ -29,10 +29,13 @@ function seconds(text: string): number {
   return n;
 }
 
-/** Send `request` and print its result (JSON) when it has one. */
+/** The commands whose answer is their output; the others are quiet on success, as crosvm's are. */
+const PRINTS_RESULT: readonly ControlRequest['command'][] = ['status', 'balloon_stats'];
+
+/** Send `request`; print its result as JSON for the query commands. */
 async function send(socket: string, request: ControlRequest, opts: { timeout: number }): Promise<void> {
   const result = await controlRequest(socket, request, { timeoutMs: opts.timeout * 1000 });
-  if (result !== undefined && result !== null) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  if (PRINTS_RESULT.includes(request.command)) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
 }
 
 /** One subcommand taking SOCK (and `--timeout`). */
