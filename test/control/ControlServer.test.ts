@@ -4,7 +4,8 @@
  */
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { ROOT } from '../helpers/env';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -229,6 +230,24 @@ describe('control socket file', () => {
     await expect(client.status()).rejects.toThrow(ControlConnectionError); // the server ended this connection
     await expect(ControlClient.connect(path, { timeoutMs: 500 })).rejects.toThrow(ControlConnectionError);
   });
+
+  it('is removed when the process exits without closing it', () => {
+    const path = join(dir, 'exit.sock');
+    const script = join(dir, 'exit-child.ts');
+    writeFileSync(script, `
+      import { existsSync } from 'node:fs';
+      import { ControlServer } from ${JSON.stringify(join(ROOT, 'src/control/ControlServer'))};
+      const target = { status: () => ({ state: 'running', cpus: 1, mem: 16, uptimeMs: 0, devices: [] }),
+        pause: async () => {}, resume: () => {}, stop: async () => ({}), resizeDisk: async () => {} };
+      await ControlServer.listen(${JSON.stringify(path)}, target);
+      console.log('listening', existsSync(${JSON.stringify(path)}));
+      process.exit(3);
+    `);
+    const r = spawnSync(join(ROOT, 'node_modules/.bin/vite-node'), [script], { encoding: 'utf8', cwd: ROOT, timeout: 60_000 });
+    expect(r.stdout, r.stderr).toContain('listening true');
+    expect(r.status).toBe(3);
+    expect(existsSync(path)).toBe(false);
+  }, 60_000);
 
   it('a stale socket file (nobody listening) is replaced', async () => {
     const path = join(dir, 'stale.sock');
