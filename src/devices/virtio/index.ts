@@ -17,3 +17,4 @@ export {
 } from './console/VirtioConsole';
 export type { VirtioConsoleOptions } from './console/VirtioConsole';
 export * from './block';
+export * from './balloon';
