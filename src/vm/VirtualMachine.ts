@@ -33,6 +33,8 @@ import { VirtioBlock } from '../devices/virtio/block/VirtioBlock';
 import { ControlServer } from '../control/ControlServer';
 import { resolveSocketPath } from '../control/socketPath';
 import { deviceStatus, type VmStatus } from './status';
+import { vmOptionsFromConfig } from '../config/vmOptionsFromConfig';
+import type { ConfigObject, LoadConfigOptions } from '../config/configFile';
 
 /** Why a guest ended. */
 export type ExitReason = 'poweroff' | 'reboot' | 'crash' | 'stopped';
@@ -154,6 +156,18 @@ export class VirtualMachine extends TypedEventEmitter {
       if (this.stateValue !== 'running' && this.stateValue !== 'paused') throw new VmStateError('the virtio console accepts input only while the VM runs');
       hvc0.input(bytes);
     });
+  }
+
+  /**
+   * A VM described like a crosvm JSON config file, with the command line's option names:
+   * `VirtualMachine.fromConfig({ kernel: 'bzImage', mem: 512, block: [{ path: 'root.img', root: true }], socket: '/run' })`.
+   * `cfg` includes are read (relative to `options.cwd`) and merged as `--cfg` files are; devices
+   * are constructed in the order listed (block devices open their images), and a VirtioBalloon
+   * follows them unless `"no-balloon": true`, as with `kvmkit run`. See src/config `vmOptionsFromConfig`.
+   * @throws ConfigFileError naming the key and the rule; DiskError for an image that cannot be opened
+   */
+  static async fromConfig(config: ConfigObject, options?: LoadConfigOptions & { source?: string }): Promise<VirtualMachine> {
+    return new VirtualMachine(await vmOptionsFromConfig(config, options));
   }
 
   /** Where the VM is in its lifecycle. */

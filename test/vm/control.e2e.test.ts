@@ -130,6 +130,27 @@ describe.skipIf(!HAS_KVM)('control socket on a running VM (probe guest)', () => 
     }
   });
 
+  it('VirtualMachine.fromConfig: a crosvm-style config object with a socket; balloon requests reach its balloon', async () => {
+    const path = join(dir, 'cfg.sock');
+    const img = join(dir, 'cfg.img');
+    writeFileSync(img, Buffer.alloc(MiB));
+    const vm = await VirtualMachine.fromConfig({ kernel, mem: 64, socket: path, block: [{ path: img, ro: true }], params: 'probe.quiet probe.ring=3 probe.cmd=spin' });
+    expect(vm.options.devices.map((d) => d.deviceKind)).toEqual(['virtio-blk', 'virtio-balloon']); // a balloon by default, as crosvm
+    await vm.start();
+    const c = await ControlClient.connect(path);
+    try {
+      expect((await c.status()).devices).toMatchObject([{ kind: 'virtio-blk', path: img, readOnly: true }, { kind: 'virtio-balloon', pci: '00:02.0' }]);
+      expect(await c.balloon(8 * MiB)).toEqual({ bytes: 8 * MiB }); // the target is set; the probe has no balloon driver running
+      await expect(c.balloon(65 * MiB)).rejects.toThrow(/^bytes must be an integer from 0 to the guest's RAM/);
+      await expect(c.diskResize(0, 2 * MiB)).rejects.toThrow(/^index names read-only disk/);
+      expect(await c.stop()).toEqual({ reason: 'stopped' });
+    } finally {
+      c.close();
+      if (vm.state !== 'exited') await vm.stop();
+    }
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('the socket is removed when the guest powers off, refused while live, and a stale one is replaced', async () => {
     const path = join(dir, 'vm.sock');
     // a live VM holds the path: a second VM on it does not start, and the first is untouched
