@@ -31,6 +31,24 @@ export interface FsCase {
 }
 
 const SYSCALL = 'the Linux system call behind it (pass-through share)';
+const BAD_NAME = (name: string): string =>
+  `${name}: a name is one path component, so a server that joined host paths would leave the share; must fail, any errno`;
+
+/** Cases with a name that would leave the directory: [case, op, the name (or what is renamed)]. */
+const BAD_NAMES: ReadonlyArray<readonly [string, string, string]> = [
+  ['create-slash', 'CREATE', 'dir/evil.txt'],
+  ['create-dotdot-name', 'CREATE', '../evil.txt'],
+  ['create-dotdot', 'CREATE', '..'],
+  ['mkdir-slash', 'MKDIR', 'dir/evil'],
+  ['mkdir-dotdot-name', 'MKDIR', '../evil'],
+  ['mknod-dotdot-name', 'MKNOD', '../evil-node'],
+  ['symlink-dotdot-name', 'SYMLINK', '../evil-link'],
+  ['link-dotdot-name', 'LINK', '../evil-hard'],
+  ['rename-out', 'RENAME', 'exch-b.txt to ../escaped.txt'],
+  ['rename-in', 'RENAME', '../secret.txt to stolen.txt'],
+  ['unlink-dotdot-name', 'UNLINK', '../secret.txt'],
+  ['rmdir-dotdot', 'RMDIR', '..'],
+];
 
 /** Every `PROBE fs case=...` line of probe.test=fs, in the order the probe prints them. */
 export const FS_CASES: Record<string, FsCase> = {
@@ -49,6 +67,7 @@ export const FS_CASES: Record<string, FsCase> = {
     why: 'ENOSYS is how a server says it leaves permission checks to the client (Linux then stops sending ACCESS)',
   },
   'access-root-exists': { op: 'ACCESS', qemu: 'ENOSYS', accept: ['0', 'ENOSYS'], why: 'as access-read' },
+  'access-exec': { op: 'ACCESS', qemu: 'ENOSYS', accept: ['EACCES', 'ENOSYS'], why: 'X_OK on a 0644 file: access(2) says EACCES even for root; or ENOSYS as access-read' },
   'lookup-missing': { op: 'LOOKUP', qemu: 'ENOENT', why: 'FUSE: ENOENT (or a negative entry, nodeid 0, which the probe reports as ENOENT)' },
   'lookup-slash': { op: 'LOOKUP', qemu: 'EINVAL', accept: [ANY_ERROR], why: 'a name is one path component; the errno is the server\'s choice' },
   'lookup-empty-name': { op: 'LOOKUP', qemu: 'ENOENT', accept: [ANY_ERROR], why: 'Linux never sends it; any error' },
@@ -68,6 +87,8 @@ export const FS_CASES: Record<string, FsCase> = {
   'setattr-mode': { op: 'SETATTR', qemu: '0', why: 'chmod 0600' },
   'setattr-size': { op: 'SETATTR', qemu: '0', why: 'truncate to 10000' },
   'getattr-after-setattr': { op: 'GETATTR', qemu: '0', why: 'the new mode and size' },
+  'setattr-owner': { op: 'SETATTR', qemu: '0', why: 'chown 1234:5678 (the probe asks as uid 0)' },
+  'setattr-times': { op: 'SETATTR', qemu: '0', why: 'atime and mtime with nanoseconds' },
   'create-exists': { op: 'CREATE', qemu: 'EEXIST', why: `${SYSCALL}: O_CREAT|O_EXCL of an existing name` },
   'create-falloc': { op: 'CREATE', qemu: '0', why: 'O_RDWR|O_CREAT|O_EXCL' },
   fallocate: { op: 'FALLOCATE', qemu: '0', why: 'mode 0, 1 MiB: the size grows to 1 MiB' },
@@ -86,6 +107,9 @@ export const FS_CASES: Record<string, FsCase> = {
   'lookup-removed-dir': { op: 'LOOKUP', qemu: 'ENOENT', why: 'gone' },
   'mkdir-kept': { op: 'MKDIR', qemu: '0', why: 'stays for the host to see' },
   'rmdir-file': { op: 'RMDIR', qemu: 'ENOTDIR', why: SYSCALL },
+  'mknod-fifo': { op: 'MKNOD', qemu: '0', why: 'a FIFO' },
+  'mknod-regular': { op: 'MKNOD', qemu: '0', why: 'a regular file' },
+  'mknod-exists': { op: 'MKNOD', qemu: 'EEXIST', why: SYSCALL },
   'unlink-not-looked-up': {
     op: 'UNLINK', qemu: 'EIO', accept: ['0', 'EIO'],
     why: 'virtiofsd only removes names it has looked up before (Linux always has); FUSE does not say',
@@ -142,6 +166,10 @@ export const FS_CASES: Record<string, FsCase> = {
   'dot-is-root': { op: 'LOOKUP', qemu: '0', accept: ['0', ANY_ERROR], why: 'as lookup-dotdot-root' },
   'dir-dotdot': { op: 'LOOKUP', qemu: '0', accept: ['0', ANY_ERROR], why: 'dir/.. is the root' },
   'dir-dotdot-is-root': { op: 'LOOKUP', qemu: '0', accept: ['0', ANY_ERROR], why: 'as dir-dotdot' },
+  // names with '/' or '..' in every operation that takes a name: virtiofsd EINVAL, any errno will do
+  ...Object.fromEntries(
+    BAD_NAMES.map(([name, op, arg]) => [name, { op, qemu: 'EINVAL', accept: [ANY_ERROR], why: BAD_NAME(arg) }]),
+  ),
   'lookup-escape': { op: 'LOOKUP', qemu: '0', why: 'a host symlink is a symlink to the guest (S_IFLNK), not its target' },
   'readlink-escape': { op: 'READLINK', qemu: '0', why: 'the target text, which the guest resolves in its own tree' },
   'open-escape': { op: 'OPEN', qemu: 'EBADF', accept: [ANY_ERROR], why: 'OPEN of a symlink node must not follow it (the server never follows host symlinks)' },
@@ -162,6 +190,12 @@ export const FS_CASES: Record<string, FsCase> = {
 
 /** The listing of dir/ after rename-into-dir (READDIR `names=`: name:type, DT_DIR 4, DT_REG 8). */
 export const DIR_NAMES = '.:4,..:4,a.txt:8,b.txt:8,moved.txt:8,sub:4';
+
+/** The share's top level after probe.test=fs (plus nolookup.txt where that UNLINK failed). */
+export const SHARE_AFTER = [
+  'created.txt', 'dir', 'escape', 'escape-dir', 'escape-rel', 'exch-a.txt', 'exch-b.txt', 'falloc.bin', 'fifo',
+  'hardlink.txt', 'hello.txt', 'keptdir', 'mknod.txt', 'sparse.bin', 'sym',
+];
 
 const TRANSPORT = new Set(['timeout', 'bad-reply', 'queue-full', 'needs-reset']);
 
@@ -235,9 +269,19 @@ export function checkFsRun(records: ProbeRecord[], share: FsShare, server: 'qemu
   expect(get('getattr-after-setattr')).toMatchObject({ size: '10000', mode: '0100600' });
   const created = join(share.sharedDir, 'created.txt');
   const cst = statSync(created);
+  const times = statSync(created, { bigint: true }); // before the host reads it (relatime)
+  expect(times.mtimeNs).toBe(1234567890123456789n);
+  expect(times.atimeNs).toBe(1000000000000000005n);
   expect(cst.size).toBe(10000);
   expect(cst.mode & 0o7777).toBe(0o600);
   expect(fnv1a64(readFileSync(created))).toBe(w.fnv1a64_first_10000);
+  expect(get('setattr-owner')).toMatchObject({ uid: '1234', gid: '5678' });
+  expect([cst.uid, cst.gid]).toEqual([1234, 5678]);
+  expect(get('setattr-times')).toMatchObject({ atime: '1000000000', atimensec: '5', mtime: '1234567890', mtimensec: '123456789' });
+  expect(get('mknod-fifo').mode).toBe('010644');
+  expect(statSync(join(share.sharedDir, 'fifo')).isFIFO()).toBe(true);
+  expect(get('mknod-regular')).toMatchObject({ mode: '0100644', size: '0' });
+  expect(statSync(join(share.sharedDir, 'mknod.txt')).size).toBe(0);
 
   expect(get('fallocate')).toMatchObject({ size: '1048576', getattr_err: '0' });
   expect(Number(get('fallocate').blocks)).toBeGreaterThanOrEqual(2048);
@@ -302,6 +346,11 @@ export function checkFsRun(records: ProbeRecord[], share: FsShare, server: 'qemu
   }
   expect(fnv1a64(readFileSync(share.secretPath))).toBe(share.secretFnv);
   expect(readdirSync(share.base).sort()).toEqual(['outside', 'secret.txt', 'share']);
+  // the share holds exactly what the probe made of it (fsbench's files aside): nothing stolen in
+  const top = readdirSync(share.sharedDir).filter((n) => !n.startsWith('bench')).sort();
+  const kept = get('unlink-not-looked-up').err === '0' ? [] : ['nolookup.txt'];
+  expect(top).toEqual([...SHARE_AFTER, ...kept].sort());
+  expect(readdirSync(join(share.sharedDir, 'dir')).sort()).toEqual(['a.txt', 'b.txt', 'moved.txt', 'sub']);
   expect(readdirSync(join(share.base, 'outside'))).toEqual(['secret2.txt']);
   expect(lstatSync(join(share.sharedDir, 'escape')).isSymbolicLink()).toBe(true);
 

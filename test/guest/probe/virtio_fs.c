@@ -339,14 +339,20 @@ static int entry_reply(int r, u32 ol, struct fuse_entry_out *e)
 
 /* ---- one function per operation ---- */
 
-static int fs_lookup(u64 parent, const char *name, struct fuse_entry_out *e)
+/* Send the request built so far and read an entry reply into e */
+static int entry_send(struct fuse_entry_out *e)
 {
-	req_begin(FUSE_LOOKUP, parent);
-	req_str(name);
 	u32 ol = 0;
 	memset(e, 0, sizeof(*e));
 	int r = req_send(NULL, 0, F.rep, sizeof(*e), &ol);
 	return entry_reply(r, ol, e);
+}
+
+static int fs_lookup(u64 parent, const char *name, struct fuse_entry_out *e)
+{
+	req_begin(FUSE_LOOKUP, parent);
+	req_str(name);
+	return entry_send(e);
 }
 
 /* LOOKUP without a report, as the kernel does before UNLINK/RMDIR/RENAME (a negative answer
@@ -466,10 +472,35 @@ static int fs_mkdir(u64 parent, const char *name, u32 mode, struct fuse_entry_ou
 	req_begin(FUSE_MKDIR, parent);
 	req_put(&in, sizeof(in));
 	req_str(name);
-	u32 ol = 0;
-	memset(e, 0, sizeof(*e));
-	int r = req_send(NULL, 0, F.rep, sizeof(*e), &ol);
-	return entry_reply(r, ol, e);
+	return entry_send(e);
+}
+
+static int fs_mknod(u64 parent, const char *name, u32 mode, struct fuse_entry_out *e)
+{
+	struct fuse_mknod_in in = { .mode = mode, .rdev = 0, .umask = 0 };
+	req_begin(FUSE_MKNOD, parent);
+	req_put(&in, sizeof(in));
+	req_str(name);
+	return entry_send(e);
+}
+
+/* SYMLINK parent/name -> target */
+static int fs_symlink(u64 parent, const char *name, const char *target, struct fuse_entry_out *e)
+{
+	req_begin(FUSE_SYMLINK, parent);
+	req_str(name);
+	req_str(target);
+	return entry_send(e);
+}
+
+/* LINK: a new name parent/name for nodeid */
+static int fs_link(u64 nodeid, u64 parent, const char *name, struct fuse_entry_out *e)
+{
+	struct fuse_link_in li = { .oldnodeid = nodeid };
+	req_begin(FUSE_LINK, parent);
+	req_put(&li, sizeof(li));
+	req_str(name);
+	return entry_send(e);
 }
 
 static int fs_rename(u64 olddir, const char *oldname, u64 newdir, const char *newname, int flags)
@@ -959,6 +990,67 @@ static void test_confinement(void)
 		entry_result("dir-dotdot", "LOOKUP", r, &e);
 		result("dir-dotdot-is-root", "LOOKUP", r, "same_ino=%u", !r && e.attr.ino == F.root_ino ? 1 : 0);
 	}
+	/* names that leave the directory if a server joined host paths: every one must fail */
+	static const struct { const char *cs; u32 op; const char *name; } bad[] = {
+		{ "create-slash", FUSE_CREATE, "dir/evil.txt" },
+		{ "create-dotdot-name", FUSE_CREATE, "../evil.txt" },
+		{ "create-dotdot", FUSE_CREATE, ".." },
+		{ "mkdir-slash", FUSE_MKDIR, "dir/evil" },
+		{ "mkdir-dotdot-name", FUSE_MKDIR, "../evil" },
+		{ "mknod-dotdot-name", FUSE_MKNOD, "../evil-node" },
+		{ "symlink-dotdot-name", FUSE_SYMLINK, "../evil-link" },
+		{ "link-dotdot-name", FUSE_LINK, "../evil-hard" },
+		{ "rename-out", FUSE_RENAME, "../escaped.txt" },
+		{ "rename-in", FUSE_RENAME2, "../secret.txt" },
+		{ "unlink-dotdot-name", FUSE_UNLINK, "../secret.txt" },
+		{ "rmdir-dotdot", FUSE_RMDIR, ".." },
+	};
+	u64 hello_node = 0;
+	if (!fs_lookup(FUSE_ROOT_ID, "hello.txt", &e))
+		hello_node = e.nodeid;
+	for (u32 i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct fuse_open_out fo;
+		const char *opn = "?";
+		switch (bad[i].op) {
+		case FUSE_CREATE:
+			opn = "CREATE";
+			r = fs_create(FUSE_ROOT_ID, bad[i].name, L_O_WRONLY | L_O_CREAT | L_O_EXCL, L_S_IFREG | 0644, &e2, &fo);
+			if (!r)
+				fs_release(FUSE_RELEASE, e2.nodeid, fo.fh, L_O_WRONLY);
+			break;
+		case FUSE_MKDIR:
+			opn = "MKDIR";
+			r = fs_mkdir(FUSE_ROOT_ID, bad[i].name, L_S_IFDIR | 0755, &e2);
+			break;
+		case FUSE_MKNOD:
+			opn = "MKNOD";
+			r = fs_mknod(FUSE_ROOT_ID, bad[i].name, L_S_IFREG | 0644, &e2);
+			break;
+		case FUSE_SYMLINK:
+			opn = "SYMLINK";
+			r = fs_symlink(FUSE_ROOT_ID, bad[i].name, "hello.txt", &e2);
+			break;
+		case FUSE_LINK:
+			opn = "LINK";
+			r = fs_link(hello_node, FUSE_ROOT_ID, bad[i].name, &e2);
+			break;
+		case FUSE_RENAME:	/* a file of the share to a name outside */
+			opn = "RENAME";
+			prelookup(FUSE_ROOT_ID, "exch-b.txt");
+			r = fs_rename(FUSE_ROOT_ID, "exch-b.txt", FUSE_ROOT_ID, bad[i].name, -1);
+			break;
+		case FUSE_RENAME2:	/* a file outside into the share */
+			opn = "RENAME";
+			r = fs_rename(FUSE_ROOT_ID, bad[i].name, FUSE_ROOT_ID, "stolen.txt", -1);
+			break;
+		default:
+			opn = bad[i].op == FUSE_UNLINK ? "UNLINK" : "RMDIR";
+			r = fs_name_op(bad[i].op, FUSE_ROOT_ID, bad[i].name);
+			break;
+		}
+		result(bad[i].cs, opn, r, NULL);
+	}
+
 	/* host symlinks to files and directories outside the share */
 	static const char *const links[] = { "escape", "escape-rel" };
 	for (u32 i = 0; i < 2; i++) {
@@ -1054,6 +1146,8 @@ static void fs_test(void)
 	op_case("access-read", "ACCESS", FUSE_ACCESS, hn, &ac, sizeof(ac));
 	ac.mask = L_F_OK;
 	op_case("access-root-exists", "ACCESS", FUSE_ACCESS, FUSE_ROOT_ID, &ac, sizeof(ac));
+	ac.mask = L_X_OK;
+	op_case("access-exec", "ACCESS", FUSE_ACCESS, hn, &ac, sizeof(ac));
 
 	test_errors(hn);
 
@@ -1108,6 +1202,14 @@ static void fs_test(void)
 		attr_result("setattr-size", "SETATTR", r2, &a);
 		r2 = fs_getattr(cn, &a);
 		attr_result("getattr-after-setattr", "GETATTR", r2, &a);
+		sa = (struct fuse_setattr_in){ .valid = FATTR_UID | FATTR_GID, .uid = 1234, .gid = 5678 };
+		r2 = fs_setattr(cn, &sa, &a);
+		attr_result("setattr-owner", "SETATTR", r2, &a);
+		sa = (struct fuse_setattr_in){ .valid = FATTR_ATIME | FATTR_MTIME, .atime = 1000000000, .atimensec = 5,
+					       .mtime = 1234567890, .mtimensec = 123456789 };
+		r2 = fs_setattr(cn, &sa, &a);
+		result("setattr-times", "SETATTR", r2, "atime=%llu atimensec=%u mtime=%llu mtimensec=%u", (unsigned long long)a.atime,
+		       a.atimensec, (unsigned long long)a.mtime, a.mtimensec);
 	}
 	r = fs_create(FUSE_ROOT_ID, "created.txt", L_O_WRONLY | L_O_CREAT | L_O_EXCL, L_S_IFREG | 0644, &e, &o);
 	entry_result("create-exists", "CREATE", r, &e);
@@ -1177,6 +1279,12 @@ static void fs_test(void)
 	r = fs_mkdir(FUSE_ROOT_ID, "keptdir", L_S_IFDIR | 0755, &e);
 	entry_result("mkdir-kept", "MKDIR", r, &e);
 	name_case("rmdir-file", FUSE_RMDIR, FUSE_ROOT_ID, "hello.txt", false);
+	r = fs_mknod(FUSE_ROOT_ID, "fifo", L_S_IFIFO | 0644, &e);
+	entry_result("mknod-fifo", "MKNOD", r, &e);
+	r = fs_mknod(FUSE_ROOT_ID, "mknod.txt", L_S_IFREG | 0644, &e);
+	entry_result("mknod-regular", "MKNOD", r, &e);
+	r = fs_mknod(FUSE_ROOT_ID, "mknod.txt", L_S_IFREG | 0644, &e);
+	result("mknod-exists", "MKNOD", r, NULL);
 
 	/*
 	 * UNLINK and RENAME as Linux sends them: after a LOOKUP of the names (the kernel has a dentry
@@ -1220,13 +1328,9 @@ static void fs_test(void)
 	}
 
 	/* SYMLINK + READLINK, LINK */
-	req_begin(FUSE_SYMLINK, FUSE_ROOT_ID);
-	req_str("sym");
-	req_str("hello.txt");
 	u32 ol = 0;
-	r = req_send(NULL, 0, F.rep, sizeof(struct fuse_entry_out), &ol);
 	struct fuse_entry_out se;
-	r = entry_reply(r, ol, &se);
+	r = fs_symlink(FUSE_ROOT_ID, "sym", "hello.txt", &se);
 	entry_result("symlink", "SYMLINK", r, &se);
 	if (!r) {
 		u32 len = 0;
@@ -1234,30 +1338,16 @@ static void fs_test(void)
 		fmt_quoted(q, sizeof(q), buf, r2 ? 0 : len);
 		result("readlink", "READLINK", r2, "len=%u target=%s", len, q);
 	}
-	req_begin(FUSE_SYMLINK, FUSE_ROOT_ID);
-	req_str("sym");
-	req_str("other");
-	r = req_send(NULL, 0, F.rep, sizeof(struct fuse_entry_out), &ol);
-	r = entry_reply(r, ol, &e);
+	r = fs_symlink(FUSE_ROOT_ID, "sym", "other", &e);
 	result("symlink-exists", "SYMLINK", r, NULL);
 	r = fs_readlink(hn, buf, sizeof(buf), &ol);
 	result("readlink-file", "READLINK", r, NULL);
-	struct fuse_link_in li = { .oldnodeid = hn };
-	req_begin(FUSE_LINK, FUSE_ROOT_ID);
-	req_put(&li, sizeof(li));
-	req_str("hardlink.txt");
-	r = req_send(NULL, 0, F.rep, sizeof(struct fuse_entry_out), &ol);
-	r = entry_reply(r, ol, &e);
+	r = fs_link(hn, FUSE_ROOT_ID, "hardlink.txt", &e);
 	entry_result("link", "LINK", r, &e);
 	result("link-same-ino", "LINK", r, "same_ino=%u", !r && e.attr.ino == hello.attr.ino ? 1 : 0);
 	struct fuse_entry_out de;
 	if (!fs_lookup(FUSE_ROOT_ID, "dir", &de)) {
-		li.oldnodeid = de.nodeid;
-		req_begin(FUSE_LINK, FUSE_ROOT_ID);
-		req_put(&li, sizeof(li));
-		req_str("dirlink");
-		r = req_send(NULL, 0, F.rep, sizeof(struct fuse_entry_out), &ol);
-		r = entry_reply(r, ol, &e);
+		r = fs_link(de.nodeid, FUSE_ROOT_ID, "dirlink", &e);
 		result("link-dir", "LINK", r, NULL);
 
 		/* READDIR / READDIRPLUS */

@@ -88,7 +88,11 @@
 
 /* fuse.h fuse_setattr_in.valid */
 #define FATTR_MODE		(1u << 0)
+#define FATTR_UID		(1u << 1)
+#define FATTR_GID		(1u << 2)
 #define FATTR_SIZE		(1u << 3)
+#define FATTR_ATIME		(1u << 4)
+#define FATTR_MTIME		(1u << 5)
 
 /* fuse.h */
 #define FUSE_FSYNC_FDATASYNC	(1u << 0)
@@ -108,6 +112,7 @@
 #define L_S_IFREG		0100000
 #define L_S_IFDIR		0040000
 #define L_S_IFLNK		0120000
+#define L_S_IFIFO		0010000
 #define L_RENAME_NOREPLACE	1
 #define L_RENAME_EXCHANGE	2
 #define L_XATTR_CREATE		1
@@ -146,6 +151,7 @@ struct fuse_batch_forget_in { u32 count, dummy; };
 struct fuse_getattr_in { u32 getattr_flags, dummy; u64 fh; };
 struct fuse_attr_out { u64 attr_valid; u32 attr_valid_nsec, dummy; struct fuse_attr attr; };
 struct fuse_mkdir_in { u32 mode, umask; };
+struct fuse_mknod_in { u32 mode, rdev, umask, padding; };
 struct fuse_rename_in { u64 newdir; };
 struct fuse_rename2_in { u64 newdir; u32 flags, padding; };
 struct fuse_link_in { u64 oldnodeid; };
