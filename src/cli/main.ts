@@ -64,7 +64,8 @@ wherever they stand. Example vm.json:
 and "kvmkit run --cfg vm.json --block home.img" gives two disks, root.img first.
 
 Exit code: 0 after guest poweroff, Ctrl-C or "kvmkit stop", 32 after a guest reboot, 34 after a
-crash, 1 for any other failure (with a message).`,
+crash, 130 after a second Ctrl-C while the guest was stopping, 1 for any other failure (with a
+message).`,
   )
   .argument('[KERNEL]', 'bzImage of the kernel to run (or --kernel, or "kernel" in a --cfg file)')
   .option('--kernel <PATH>', 'bzImage of the kernel to run (same as KERNEL)')

@@ -14,6 +14,9 @@ import type { SharedDirOptions } from '../config';
 /** Exit codes of `kvmkit run`: 0 after poweroff or Ctrl-C, 32 after a guest reboot, 34 after a crash. */
 export const EXIT_CODE: Readonly<Record<ExitReason, number>> = { poweroff: 0, stopped: 0, reboot: 32, crash: 34 };
 
+/** Exit code after a second Ctrl-C while the guest was stopping (128 + SIGINT, as shells report it). */
+export const EXIT_INTERRUPTED = 130;
+
 /** What commander hands the `run` action (parsed per option; undefined when not given). */
 export interface RunFlags {
   kernel?: string;
@@ -73,7 +76,13 @@ export async function runGuest(config: KvmkitConfig): Promise<number> {
   }
   vm.on('recovered', (r) => process.stderr.write(`kvmkit: vCPU ${r.vcpu} stepped over ${r.what} at ${r.rip}\n`));
   const onData = (d: Buffer): void => vm.serial.write(d);
+  let signals = 0;
   const onSignal = (): void => {
+    // The first Ctrl-C stops the guest cleanly; another while it is stopping gives up on it.
+    if (++signals > 1) {
+      process.stderr.write('\nkvmkit: interrupted again while stopping the guest: exiting at once\n');
+      process.exit(EXIT_INTERRUPTED);
+    }
     vm.stop().catch((e: unknown) => process.stderr.write(`kvmkit: stopping the guest failed: ${(e as Error).message}\n`));
   };
   process.on('SIGINT', onSignal);

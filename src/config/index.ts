@@ -15,4 +15,4 @@ export type { KvmkitConfig } from './KvmkitConfig';
 export { loadConfigFiles, parseConfig, CONFIG_KEYS } from './configFile';
 export type { ConfigObject, BlockConfigEntry, SerialConfigEntry, LoadConfigOptions } from './configFile';
 export { ConfigFileError } from './ConfigFileError';
-export { toVmOptions, vmOptionsFromConfig, resolveSocketPath } from './vmOptionsFromConfig';
+export { toVmOptions, vmOptionsFromConfig } from './vmOptionsFromConfig';

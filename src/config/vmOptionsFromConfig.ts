@@ -3,8 +3,6 @@
  * constructed here (block devices open their images), in the order the configuration lists them.
  * @module
  */
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
 import { ConfigError } from '../errors';
 import { VirtioBlock } from '../devices/virtio/block/VirtioBlock';
 import { VirtioBalloon } from '../devices/virtio/balloon/VirtioBalloon';
@@ -12,20 +10,6 @@ import type { VmDevice } from '../devices/VmDevice';
 import type { VirtualMachineOptions } from '../vm/options';
 import type { KvmkitConfig } from './KvmkitConfig';
 import { parseConfig, type ConfigObject, type LoadConfigOptions } from './configFile';
-
-/**
- * The control socket's path: `path` itself, or `kvmkit-<pid>.sock` inside it when `path` is a
- * directory (crosvm names its socket `crosvm-<pid>.sock` the same way).
- */
-export function resolveSocketPath(path: string, pid: number = process.pid): string {
-  let isDir = false;
-  try {
-    isDir = statSync(path).isDirectory();
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new ConfigError('socket', `cannot be checked: ${(e as Error).message}`, path, { cause: e });
-  }
-  return isDir ? join(path, `kvmkit-${pid}.sock`) : path;
-}
 
 /**
  * Options for `new VirtualMachine()` from a merged configuration. Block devices are opened here;
@@ -61,7 +45,8 @@ export async function toVmOptions(config: KvmkitConfig): Promise<VirtualMachineO
   if (config.socket !== undefined) {
     // TODO(control socket): `socket` joins VirtualMachineOptions with src/control/; until it does it is
     // set without the type's help (a VirtualMachine without control-socket support ignores it).
-    Object.assign(options, { socket: resolveSocketPath(config.socket) });
+    // The VM serves it and names it kvmkit-<pid>.sock when it is a directory, as crosvm does.
+    Object.assign(options, { socket: config.socket });
   }
   return options;
 }
