@@ -9,4 +9,4 @@ export { ControlClient, ControlRequestError, ControlConnectionError } from './Co
 export { CONTROL_COMMANDS, MAX_REQUEST_LINE, parseRequest, encodeResponse } from './protocol';
 export type { ControlCommand, ControlRequest, ControlResponse, ParsedRequest } from './protocol';
 export type { ControlTarget, BalloonControl } from './ControlTarget';
-export { resolveSocketPath, MAX_SOCKET_PATH } from './socketPath';
+export { MAX_SOCKET_PATH } from './socketPath';
