@@ -7,9 +7,10 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { VirtualMachine } from '../vm/VirtualMachine';
 import type { ExitReason } from '../vm/VirtualMachine';
 import { ConfigError } from '../errors';
-import { DEFAULT_SERIAL, emptyConfig, loadConfigFiles, mergeConfig, toVmOptions, type KvmkitConfig, type SerialOptions } from '../config';
+import {
+  DEFAULT_SERIAL, emptyConfig, loadConfigFiles, mergeConfig, toVmOptions, type KvmkitConfig, type SerialOptions, type SharedDirOptions,
+} from '../config';
 import type { VirtioBlockOptions } from '../devices/virtio/block/VirtioBlockOptions';
-import type { SharedDirOptions } from '../config';
 
 /** Exit codes of `kvmkit run`: 0 after poweroff or Ctrl-C, 32 after a guest reboot, 34 after a crash. */
 export const EXIT_CODE: Readonly<Record<ExitReason, number>> = { poweroff: 0, stopped: 0, reboot: 32, crash: 34 };

@@ -172,7 +172,7 @@ function checkedBy<T>(key: string, check: (v: unknown) => T) {
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       const sub = e.option === key || e.option.startsWith('--') || e.option === '' ? [] : [e.option];
-      ctx.issues.push({ code: 'custom', message: e.rule, path: sub, input: v, params: { value: e.value, hasValue: e.value !== undefined || e.message.includes(', got ') } });
+      ctx.issues.push({ code: 'custom', message: e.rule, path: sub, input: v, params: { value: e.value, hasValue: e.value !== undefined } });
       return z.NEVER;
     }
   });
