@@ -1,7 +1,7 @@
 /**
  * Extended attributes on both sides of a shared directory: the host's through libc (koffi; Node
- * has no xattr API), the guest's through kvmkit-xattr (xattr.c), a static binary built here with
- * the host's gcc, since the guest's busybox has no setfattr/getfattr.
+ * has no xattr API), the guest's through kvmkit-xattr (xattr.c), a static freestanding binary
+ * built here with the host's gcc (no libc needed), since the guest's busybox has no setfattr/getfattr.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -25,9 +25,10 @@ export function hostSetXattr(path: string, name: string, value: string): void {
   if (lsetxattr(path, name, data, data.length, 0) !== 0) throw new Error(`lsetxattr ${path} ${name} failed (errno ${koffi.errno()})`);
 }
 
-/** Builds kvmkit-xattr (static, so it runs in a busybox root) into `dir`; returns its bytes. */
+/** Builds kvmkit-xattr (static, no libc, so it runs in a busybox root) into `dir`; returns its bytes. */
 export function buildGuestXattrTool(dir: string): Buffer {
   const out = join(dir, 'kvmkit-xattr');
-  execFileSync('gcc', ['-static', '-Os', '-Wall', '-Wextra', '-Werror', '-o', out, join(__dirname, 'xattr.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync('gcc', ['-static', '-nostdlib', '-ffreestanding', '-fno-stack-protector', '-fno-builtin', '-O2', '-Wall', '-Wextra', '-Werror',
+    '-o', out, join(__dirname, 'xattr.c')], { stdio: ['ignore', 'ignore', 'pipe'] });
   return readFileSync(out);
 }
