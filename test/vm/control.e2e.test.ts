@@ -14,8 +14,8 @@ import { ConfigError, VirtualMachine } from '../../src';
 import { ControlClient, ControlConnectionError, ControlRequestError } from '../../src/control/ControlClient';
 import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
 import { parseProbeLines } from '../guest/probe/parse';
-import { buildProbe } from '../guest/probe/qemu';
-import { ensureProbe, HAS_KVM, warnNoKvm } from '../helpers/env';
+import { HAS_KVM, warnNoKvm } from '../helpers/env';
+import { probeWithTest } from '../control/probeImage';
 
 warnNoKvm();
 const MiB = 1024 * 1024;
@@ -43,9 +43,8 @@ function raw(path: string, line: string): Promise<string> {
 
 describe.skipIf(!HAS_KVM)('control socket on a running VM (probe guest)', () => {
   beforeAll(() => {
-    ensureProbe(); // the vCPU worker bundle
     dir = mkdtempSync(join(tmpdir(), 'kvmkit-ctl-e2e-'));
-    kernel = buildProbe(dir); // with virtio_blk_resize.c, whatever the shared fixture holds
+    kernel = probeWithTest('blkresize');
   });
   afterAll(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });

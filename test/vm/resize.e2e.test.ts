@@ -16,8 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, VirtualMachine, VmStateError } from '../../src';
 import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
 import { fnv1a64, parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
-import { buildProbe, QEMU_BINARY, qemuAvailable, qemuProbeArgs } from '../guest/probe/qemu';
-import { ensureProbe, HAS_KVM, warnNoKvm } from '../helpers/env';
+import { QEMU_BINARY, qemuAvailable, qemuProbeArgs } from '../guest/probe/qemu';
+import { HAS_KVM, warnNoKvm } from '../helpers/env';
+import { probeWithTest } from '../control/probeImage';
 
 warnNoKvm();
 const MiB = 1024 * 1024;
@@ -95,7 +96,7 @@ const kvmkitSummary = new Map<number, string[]>();
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'kvmkit-resize-'));
-  kernel = buildProbe(dir); // our own build: the shared fixture may predate virtio_blk_resize.c
+  kernel = probeWithTest('blkresize');
   pristine = randomBytes(START);
 });
 afterAll(() => {
@@ -103,10 +104,6 @@ afterAll(() => {
 });
 
 describe.skipIf(!HAS_KVM)('vm.resizeDisk (probe guest)', () => {
-  beforeAll(() => {
-    ensureProbe(); // the vCPU worker bundle
-  });
-
   it.each([0, 2])('grow then shrink: the probe sees each change (msix=%i), the file follows, diskResized fires', async (msix) => {
     const file = image(`disk-${msix}.img`);
     const vm = new VirtualMachine({ kernel, devices: [new VirtioBlock({ path: file })], params: `${PARAMS} probe.virtio.msix=${msix}` });
