@@ -2,6 +2,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors';
 import {
@@ -233,5 +234,41 @@ describe('errors name the file, the key and the rule', () => {
     expect(errorOf(() => loadConfigFiles(['inc.json'], { cwd: dir })).message).toBe(`missing.json (included from inc.json): does not exist (${join(dir, 'missing.json')})`);
     expect(errorOf(() => loadConfigFiles(['bad-inc.json'], { cwd: dir })).message).toBe('bad-mem.json (included from bad-inc.json): mem must be an integer number of MiB from 16 to 1048576, got 1');
     expect(errorOf(() => parseConfig(null)).message).toBe('config: must hold a JSON object of options ({"kernel": "bzImage", ...}), got null');
+  });
+});
+
+describe('merge rules, for any files (fast-check)', () => {
+  it('the last file that sets a once-only option wins, repeatable options concatenate in file order, and merging is associative', () => {
+    const layer = fc.record(
+      {
+        kernel: fc.constantFrom('k1', 'k2', 'k3'),
+        cpus: fc.integer({ min: 1, max: 254 }),
+        mem: fc.integer({ min: 16, max: 4096 }),
+        params: fc.array(fc.constantFrom('a', 'b=1', 'quiet'), { maxLength: 3 }),
+        block: fc.array(fc.constantFrom('x.img', 'y.img,ro', 'z.img,id=Z'), { maxLength: 3 }),
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.array(layer, { minLength: 1, maxLength: 5 }), (objects) => {
+        const dir = dirWith(Object.fromEntries(objects.map((o, i) => [`f${i}.json`, o])));
+        const names = objects.map((_, i) => `f${i}.json`);
+        const merged = loadConfigFiles(names, { cwd: dir });
+        for (const key of ['kernel', 'cpus', 'mem'] as const) {
+          const last = objects.filter((o) => o[key] !== undefined).at(-1);
+          expect(merged[key]).toBe(last?.[key]);
+        }
+        expect(merged.params).toEqual(objects.flatMap((o) => o.params ?? []));
+        expect(merged.block).toEqual(objects.flatMap((o) => (o.block ?? []).map(parseBlockOption)));
+        // one file including all the others first gives the same as listing them
+        writeFileSync(join(dir, 'all.json'), JSON.stringify({ cfg: names }));
+        expect(loadConfigFiles(['all.json'], { cwd: dir })).toEqual(merged);
+        const parsed = names.map((n) => loadConfigFiles([n], { cwd: dir }));
+        const left = parsed.reduce((a, b) => mergeConfig(a, b), emptyConfig());
+        const right = parsed.reduceRight((b, a) => mergeConfig(a, b), emptyConfig());
+        expect(right).toEqual(left);
+      }),
+      { numRuns: 100 },
+    );
   });
 });
