@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtioFs, VirtualMachine } from '../../src';
-import { checkFsRun, FS_CASES } from '../guest/probe/fsExpectations';
+import { checkCachePolicy, checkFsRun, FS_CASES, type FsCachePolicy } from '../guest/probe/fsExpectations';
 import { parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
 import { buildProbe } from '../guest/probe/qemu';
 import { prepareShare, type FsShare } from '../guest/probe/virtiofsd';
@@ -21,8 +21,8 @@ warnNoKvm();
 let probe = '';
 let dir = '';
 
-async function runFs(share: FsShare, params: string, tag = 'myfs', timeoutMs = 120_000) {
-  const fs = new VirtioFs({ sharedDir: share.sharedDir, tag });
+async function runFs(share: FsShare, params: string, tag = 'myfs', cache?: FsCachePolicy, timeoutMs = 120_000) {
+  const fs = new VirtioFs({ sharedDir: share.sharedDir, tag, cache });
   const vm = new VirtualMachine({ kernel: probe, mem: 256, devices: [fs], params: `probe.quiet probe.ring=3 ${params}` });
   const errors: Error[] = [];
   vm.on('error', (e) => errors.push(e));
@@ -73,6 +73,21 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
       .filter((r) => r.key === 'fs' && r.case && FS_CASES[r.case] && r.err !== FS_CASES[r.case]!.qemu)
       .map((r) => `${r.case}: kvmkit ${r.err}, virtiofsd ${FS_CASES[r.case!]!.qemu}`);
     if (differ.length) console.log(`virtio-fs answers that differ from QEMU+virtiofsd (allowed):\n  ${differ.join('\n  ')}`);
+    // crosvm's defaults: cache=auto, 5 s timeouts, no open flags
+    checkCachePolicy(records, 'auto', { timeout: '5.000000000', open: '0x0', opendir: '0x0' });
+  }, 150_000);
+
+  // crosvm: never = DIRECT_IO (kvmkit: and 0 s timeouts by default, as virtiofsd's cache=none),
+  // always = KEEP_CACHE on files, CACHE_DIR on directories
+  it.each([
+    { cache: 'never', exact: { timeout: '0.000000000', open: '0x1', opendir: '0x0' } },
+    { cache: 'always', exact: { timeout: '5.000000000', open: '0x2', opendir: '0x8' } },
+  ] as const)('cache=$cache: the same answers, and the timeouts and open flags of that policy', async ({ cache, exact }) => {
+    const share = prepareShare(mkdtempSync(join(dir, 'fs-')));
+    const { info, records, output } = await runFs(share, 'probe.test=fs', 'myfs', cache);
+    expect(info.reason, output).toBe('poweroff');
+    checkFsRun(records, share, 'kvmkit', output);
+    checkCachePolicy(records, cache, exact);
   }, 150_000);
 
   it('plain descriptors without EVENT_IDX, MSI-X masked, a 36-byte tag: the same answers', async () => {

@@ -362,3 +362,58 @@ export function checkFsRun(records: ProbeRecord[], share: FsShare, server: 'qemu
   expect(done, output).toBeDefined();
   expect(done).toMatchObject({ timeouts: '0', bad_replies: '0', device_status: '0xf' });
 }
+
+/** kvmkit's `cache` policies (crosvm's names). */
+export type FsCachePolicy = 'never' | 'auto' | 'always';
+/** virtiofsd's `-o cache=` for the same policy. */
+export const VIRTIOFSD_CACHE: Record<FsCachePolicy, 'none' | 'auto' | 'always'> = { never: 'none', auto: 'auto', always: 'always' };
+
+/** fuse.h FOPEN_* bits in `open_flags`. */
+const FOPEN_DIRECT_IO = 1;
+const FOPEN_KEEP_CACHE = 2;
+const FOPEN_CACHE_DIR = 8;
+
+/**
+ * QEMU 7.2's virtiofsd per policy: entry and attribute timeout (`seconds.nanoseconds` as the probe
+ * prints it) and the open flags of OPEN and OPENDIR. kvmkit follows crosvm instead: the same
+ * flags, its own `timeout` option (5 s, 0 with `never`).
+ */
+export const QEMU_CACHE: Record<FsCachePolicy, { timeout: string; open: string; opendir: string }> = {
+  never: { timeout: '0.000000000', open: '0x1', opendir: '0x0' },
+  auto: { timeout: '1.000000000', open: '0x0', opendir: '0x0' },
+  always: { timeout: '86400.000000000', open: '0x2', opendir: '0x8' },
+};
+
+/**
+ * The cache policy as the guest sees it, from a probe.test=fs run: what the policy means (FUSE
+ * leaves it to the server, but both follow it): `never` gives zero timeouts and DIRECT_IO opens,
+ * `auto` neither DIRECT_IO nor KEEP_CACHE, `always` KEEP_CACHE on files and CACHE_DIR on
+ * directories; plus the exact timeout (`s.nnnnnnnnn`) and flags when given.
+ */
+export function checkCachePolicy(
+  records: ProbeRecord[],
+  policy: FsCachePolicy,
+  exact: { timeout: string; open?: string; opendir?: string },
+): void {
+  const get = (c: string): ProbeRecord => records.find((r) => r.key === 'fs' && r.case === c)!;
+  const lookup = get('lookup-file');
+  expect(lookup, 'lookup-file').toBeDefined();
+  expect({ entry: lookup.entry_valid, attr: lookup.attr_valid, getattr: get('getattr-file').attr_valid }, policy).toEqual({
+    entry: exact.timeout,
+    attr: exact.timeout,
+    getattr: exact.timeout,
+  });
+  const open = Number(get('open-file').open_flags);
+  const opendir = Number(get('opendir').open_flags);
+  if (policy === 'never') {
+    expect(exact.timeout).toBe('0.000000000');
+    expect(open & FOPEN_DIRECT_IO, 'never: DIRECT_IO').toBe(FOPEN_DIRECT_IO);
+  } else {
+    expect(open & FOPEN_DIRECT_IO, `${policy}: no DIRECT_IO`).toBe(0);
+    expect(Number(exact.timeout), `${policy}: names and attributes are cached`).toBeGreaterThan(0);
+  }
+  expect(open & FOPEN_KEEP_CACHE, `${policy}: KEEP_CACHE only with always`).toBe(policy === 'always' ? FOPEN_KEEP_CACHE : 0);
+  expect(opendir & FOPEN_CACHE_DIR, `${policy}: CACHE_DIR only with always`).toBe(policy === 'always' ? FOPEN_CACHE_DIR : 0);
+  if (exact.open !== undefined) expect(get('open-file').open_flags).toBe(exact.open);
+  if (exact.opendir !== undefined) expect(get('opendir').open_flags).toBe(exact.opendir);
+}

@@ -64,6 +64,8 @@ static struct fs {
 	struct node *nodes;
 	u32 nnodes;
 	u64 root_ino;
+	u64 attr_valid;		/* of the last attribute reply */
+	u32 attr_valid_nsec;
 } F;
 
 static u64 opt_u64(const char *key, u64 def)
@@ -392,6 +394,8 @@ static int fs_attr(u64 nodeid, const struct fuse_setattr_in *in, struct fuse_att
 		req_put(&gin, sizeof(gin));
 	int r = req_reply(&out, sizeof(out));
 	*a = out.attr;
+	F.attr_valid = out.attr_valid;
+	F.attr_valid_nsec = out.attr_valid_nsec;
 	return r;
 }
 
@@ -810,7 +814,9 @@ static void entry_result(const char *cs, const char *op, int r, const struct fus
 		return;
 	}
 	attr_str(a, sizeof(a), &e->attr);
-	result(cs, op, r, "nodeid=%llu %s", (unsigned long long)e->nodeid, a);
+	/* cache timeouts (seconds.nanoseconds): the server's cache policy, free in FUSE */
+	result(cs, op, r, "nodeid=%llu %s entry_valid=%llu.%09u attr_valid=%llu.%09u", (unsigned long long)e->nodeid, a,
+	       (unsigned long long)e->entry_valid, e->entry_valid_nsec, (unsigned long long)e->attr_valid, e->attr_valid_nsec);
 }
 
 static void attr_result(const char *cs, const char *op, int r, const struct fuse_attr *at)
@@ -821,7 +827,7 @@ static void attr_result(const char *cs, const char *op, int r, const struct fuse
 		return;
 	}
 	attr_str(a, sizeof(a), at);
-	result(cs, op, r, "%s", a);
+	result(cs, op, r, "%s attr_valid=%llu.%09u", a, (unsigned long long)F.attr_valid, F.attr_valid_nsec);
 }
 
 /* Read a whole file through an open handle in chunk-byte READs: hash, bytes, requests. */

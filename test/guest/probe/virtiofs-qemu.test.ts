@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkFsRun } from './fsExpectations';
+import { checkCachePolicy, checkFsRun, QEMU_CACHE, VIRTIOFSD_CACHE, type FsCachePolicy } from './fsExpectations';
 import type { ProbeRecord } from './parse';
 import { buildProbe, qemuAvailable, runProbeUnderQemu, type QemuProbeResult } from './qemu';
 import { findVirtiofsd, prepareShare, qemuVirtiofsArgs, startVirtiofsd, type FsShare } from './virtiofsd';
@@ -37,11 +37,11 @@ interface FsRun {
   daemonLog: string;
 }
 
-async function runWithVirtiofsd(opts: { machine: 'pc' | 'microvm'; append: string; tag?: string }): Promise<FsRun> {
+async function runWithVirtiofsd(opts: { machine: 'pc' | 'microvm'; append: string; tag?: string; cache?: FsCachePolicy }): Promise<FsRun> {
   const n = runs++;
   const share = prepareShare(mkdtempSync(join(dir, `share${n}-`)));
   const socketPath = join(dir, `vfs${n}.sock`); // outside the base: the test lists it
-  const daemon = await startVirtiofsd({ binary: virtiofsd!, socketPath, sharedDir: share.sharedDir, options: ['xattr'] });
+  const daemon = await startVirtiofsd({ binary: virtiofsd!, socketPath, sharedDir: share.sharedDir, cache: VIRTIOFSD_CACHE[opts.cache ?? 'auto'], options: ['xattr'] });
   try {
     const r = await runProbeUnderQemu({
       machine: opts.machine,
@@ -101,6 +101,14 @@ describe.skipIf(skipReason !== '')('probe virtio-fs client against QEMU vhost-us
     checkFsRun(run.r.probe, run.share, 'qemu', run.r.output);
     // virtiofsd gives READDIRPLUS entries a nodeid except "." and ".."
     expect(run.r.probe.find((p) => p.case === 'readdirplus')!.with_nodeid).toBe('4');
+    checkCachePolicy(run.r.probe, 'auto', QEMU_CACHE.auto);
+  }, 150_000);
+
+  it.each(['never', 'always'] as const)('cache=%s: the same answers, and the timeouts and open flags of that policy', async (cache) => {
+    const run = await runWithVirtiofsd({ machine: 'pc', append: 'probe.test=fs', cache });
+    checkBoot(run, 'pc', 'myfs');
+    checkFsRun(run.r.probe, run.share, 'qemu', run.r.output);
+    checkCachePolicy(run.r.probe, cache, QEMU_CACHE[cache]);
   }, 150_000);
 
   it('microvm (ECAM, BARs from the probe), plain descriptors, MSI-X masked, a 36-byte tag: the same answers', async () => {
