@@ -199,7 +199,8 @@ export interface BlkDisks {
   tail: string;
 }
 
-export function checkTransport(key: string, rec: ProbeRecord, c: BlkRunConfig, deviceId: string): void {
+/** A virtio-pci transport line (virtio-blk-pci, virtio-rng-pci, virtio-console-pci) of device `1af4:<deviceId>`. */
+export function checkTransport(key: string, rec: ProbeRecord, c: Pick<BlkRunConfig, 'cfg' | 'barsByProbe'>, deviceId: string): void {
   expect(rec.id, key).toBe(`1af4:${deviceId}`);
   expect(rec.cfg).toBe(c.cfg);
   expect(Number(rec.rev)).toBeGreaterThanOrEqual(1);
