@@ -134,6 +134,7 @@ export class VirtualMachine extends TypedEventEmitter {
   private resolveExit?: (info: ExitInfo) => void;
   private ending?: Promise<void>;
   private control?: ControlServer;
+  private starting?: Promise<void>;
   private startedAt = 0;
   private endedAt = 0;
   private resizing: Promise<unknown> = Promise.resolve();
@@ -185,9 +186,14 @@ export class VirtualMachine extends TypedEventEmitter {
    * Boot the guest. Resolves when every vCPU runs; rejects with a typed error (and nothing left
    * running) when a file is missing or malformed or KVM refuses.
    */
-  async start(): Promise<void> {
-    if (this.stateValue !== 'created') throw new VmStateError(`start() needs a new VirtualMachine; this one is ${this.stateValue}`);
+  start(): Promise<void> {
+    if (this.stateValue !== 'created') return Promise.reject(new VmStateError(`start() needs a new VirtualMachine; this one is ${this.stateValue}`));
     this.stateValue = 'starting';
+    this.starting = this.startUp();
+    return this.starting;
+  }
+
+  private async startUp(): Promise<void> {
     const t0 = performance.now();
     try {
       if (this.options.socket !== undefined) {
@@ -379,6 +385,10 @@ export class VirtualMachine extends TypedEventEmitter {
   /** Stop the guest (state `exited`, exit reason `stopped`). Works even when the guest spins with interrupts off. */
   async stop(): Promise<ExitInfo> {
     if (this.stateValue === 'created') throw new VmStateError('stop() before start()');
+    // Asked while booting (e.g. a control-socket `stop`): let start() finish first. A start error
+    // is start()'s caller's to handle; here it only means there is nothing to stop.
+    if (this.stateValue === 'starting') await this.starting?.then(() => undefined, () => undefined);
+    if (this.stateValue === 'exited' && !this.exitInfo) throw new VmStateError('stop(): the VM failed to start, so it never ran');
     await this.end({ reason: 'stopped' });
     return this.exitInfo!;
   }

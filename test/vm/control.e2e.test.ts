@@ -150,6 +150,23 @@ describe.skipIf(!HAS_KVM)('control socket on a running VM (probe guest)', () => 
     expect(existsSync(path)).toBe(false);
   });
 
+  it('a stop that arrives while the VM is still starting waits for the boot, then stops it', async () => {
+    const path = join(dir, 'early.sock');
+    const vm = new VirtualMachine({ kernel, socket: path, params: 'probe.quiet probe.ring=3 probe.cmd=spin' });
+    const starting = vm.start();
+    expect(vm.state).toBe('starting');
+    const stopping = vm.stop(); // what a control-socket `stop` during the boot does
+    await starting;
+    expect(await stopping).toEqual({ reason: 'stopped' });
+    expect(vm.state).toBe('exited');
+    expect(existsSync(path)).toBe(false);
+    // and a stop during a start that fails says so
+    const bad = new VirtualMachine({ kernel: join(dir, 'missing'), socket: path });
+    const failing = bad.start();
+    await expect(bad.stop()).rejects.toThrow(/the VM failed to start/);
+    await expect(failing).rejects.toThrow(/cannot be read/);
+  });
+
   it('the socket is removed when the guest powers off, refused while live, and a stale one is replaced', async () => {
     const path = join(dir, 'vm.sock');
     // a live VM holds the path: a second VM on it does not start, and the first is untouched
