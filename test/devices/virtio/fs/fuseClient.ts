@@ -28,6 +28,8 @@ export interface Reply {
   body: Uint8Array;
   /** The whole reply area as the device left it. */
   area: Uint8Array;
+  /** Where the request's device-readable buffers were put. */
+  request: Buf[];
 }
 
 export interface CallOptions {
@@ -181,9 +183,11 @@ export class FuseClient {
     const used = await this.waitUsed(q, head);
     const area = replySize > 0 ? this.mem.read(replyAddr, replySize) : new Uint8Array(0);
     const v = new DataView(area.buffer, area.byteOffset, area.byteLength);
-    if (used < OUT_HEADER_SIZE) return { used, len: 0, error: 0, unique: 0n, body: new Uint8Array(0), area };
+    const sent = bufs.filter((b) => !b.write);
+    if (used < OUT_HEADER_SIZE) return { used, len: 0, error: 0, unique: 0n, body: new Uint8Array(0), area, request: sent };
     const len = v.getUint32(0, true);
-    return { used, len, error: v.getInt32(4, true), unique: v.getBigUint64(8, true), body: area.slice(OUT_HEADER_SIZE, Math.max(OUT_HEADER_SIZE, Math.min(len, replySize))), area };
+    const body = area.slice(OUT_HEADER_SIZE, Math.max(OUT_HEADER_SIZE, Math.min(len, replySize)));
+    return { used, len, error: v.getInt32(4, true), unique: v.getBigUint64(8, true), body, area, request: sent };
   }
 
   /** Build and send opcode `opcode` for `nodeid` with argument bytes `args`. */
