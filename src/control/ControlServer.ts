@@ -149,11 +149,20 @@ export class ControlServer {
   /** Answers go out in request order: each waits for the previous one. */
   #chain(sock: Socket, answer: () => Promise<ControlResponse>): void {
     const prev = this.#pending.get(sock) ?? Promise.resolve();
-    const next = prev.then(async () => {
-      const response = await answer();
-      this.requests++;
-      if (!sock.destroyed) sock.write(encodeResponse(response));
-    });
+    const next = prev
+      .then(async () => {
+        const response = await answer();
+        let line: string;
+        try {
+          line = encodeResponse(response);
+        } catch (e) {
+          // e.g. a circular result: the client still gets its one line
+          line = encodeResponse({ ok: false, error: `the result cannot be sent as JSON: ${(e as Error).message}` });
+        }
+        this.requests++;
+        if (!sock.destroyed) sock.write(line);
+      })
+      .catch((e: unknown) => this.#onError(new KvmkitError('answering a control request failed', { cause: e })));
     this.#pending.set(sock, next);
   }
 

@@ -127,6 +127,19 @@ describe('ControlServer', () => {
     expect(vm.calls).toEqual(['balloon 10000']);
   });
 
+  it('a result that cannot be encoded as JSON still gets one error line, and the server carries on', async () => {
+    class Circular extends BalloonVm {
+      override async balloonStats(): Promise<{ actual: bigint }> {
+        const o: Record<string, unknown> = { actual: 1n };
+        o.self = o;
+        return o as unknown as { actual: bigint };
+      }
+    }
+    const { client } = await serve(new Circular());
+    await expect(client.balloonStats()).rejects.toThrow(/^the result cannot be sent as JSON: .*circular/i);
+    expect(await client.status()).toMatchObject({ state: 'running' });
+  });
+
   it('answers in request order on one connection, even when an earlier command takes longer', async () => {
     const { path } = await serve();
     const lines = await rawExchange(path, '{"command":"stop"}\n{"command":"status"}\nnope\n', 3);
