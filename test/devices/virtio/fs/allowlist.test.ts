@@ -79,6 +79,20 @@ describe('VirtioFs allowlist', () => {
     expect(await names(1)).toEqual([]);
   });
 
+  it('follows renames: a moved file is judged by where it is now', async () => {
+    c.dev.allowPaths(['/a/b/c/keep']);
+    mkdirSync(join(dir, 'a/b/c/keep'));
+    const cc = await c.walk('a/b/c');
+    const keep = await c.lookup(cc.nodeid, 'keep');
+    const f = await c.create(keep.nodeid, 'moving', 1, 0o644);
+    await c.release(f.entry.nodeid, f.fh);
+    expect((await c.call(Op.RENAME, keep.nodeid, cat(le().u64(cc.nodeid).bytes(), z('moving'), z('moved')))).error).toBe(0);
+    c.dev.revokePaths(['/a/b/c']); // /a/b/c/keep stays allowed, /a/b/c/moved does not
+    expect((await c.call(Op.OPEN, f.entry.nodeid, le().u32(0).u32(0).bytes())).error).toBe(-ERR.EACCES);
+    expect(await c.opendir(keep.nodeid)).toBeGreaterThan(0); // still allowed
+    expect((await c.call(Op.LOOKUP, cc.nodeid, z('moved'))).error).toBe(-ERR.ENOENT);
+  });
+
   it('bad paths change nothing and throw AllowlistError; a device without an allowlist refuses the calls', async () => {
     expect(() => c.dev.allowPaths(['/ok', '../escape'])).toThrow(AllowlistError);
     expect(() => c.dev.revokePaths(['/not-there'])).toThrow(AllowlistError);
