@@ -15,6 +15,8 @@ export type { PciDeviceStats } from './vm/PciDevices';
 export type { VirtualMachineOptions, ResolvedOptions } from './vm/options';
 export { MAX_CPUS, MIN_MEM_MIB, MAX_MEM_MIB } from './vm/options';
 export { SerialConsole } from './vm/SerialConsole';
+export * from './control';
+export type { VmStatus, VmDeviceStatus } from './vm/status';
 export { terminateIdleVcpuThreads } from './vm/VcpuThread';
 export type { WaitForOptions } from './vm/SerialConsole';
 export type { CrashReport } from './vm/mailbox';
