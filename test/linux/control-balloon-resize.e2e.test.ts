@@ -28,7 +28,6 @@ describeLinuxTwins({
   file: 'test/linux/control-balloon-resize.e2e.test.ts',
   title: 'disk resize and balloon under Linux',
   devices: ['blk', 'balloon'],
-  kvmkitApis: ['resizeDisk', 'balloon'],
   prepare(dir) {
     const disk = join(dir, 'disk.img');
     writeFileSync(disk, '');

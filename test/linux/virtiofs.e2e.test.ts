@@ -4,8 +4,11 @@
  * mounts the tag and switches root, the seed's gotcha), mounts a second tag shared with
  * `cache=never` and works in it: create, write, read, rename, unlink files and directories,
  * symlinks, hard links, chmod, truncate, xattrs, 1,000 small files. The host sees the guest's
- * changes while it runs and the guest sees the host's. kvmkit: VirtioFs; QEMU: vhost-user-fs-pci
- * with Debian's virtiofsd (cache=none, xattr on).
+ * changes while it runs and the guest sees the host's. A third share has a path allowlist that the
+ * host widens and narrows while the guest runs (kvmkit: `VirtioFs.allowPaths`/`revokePaths`; QEMU's
+ * virtiofsd has no allowlist, so its twin moves the entry in and out of the share, which is what
+ * the guest must see either way). kvmkit: VirtioFs; QEMU: vhost-user-fs-pci with Debian's
+ * virtiofsd (cache=none, xattr on).
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,11 +28,14 @@ function share(dir: string, ...p: string[]): string {
   return join(dir, 'share', ...p);
 }
 
+function gated(dir: string, ...p: string[]): string {
+  return join(dir, 'gated', ...p);
+}
+
 describeLinuxTwins({
   file: 'test/linux/virtiofs.e2e.test.ts',
   title: 'virtio-fs under Linux',
   devices: ['fs'],
-  kvmkitApis: ['VirtioFs'],
   prepare(dir, vmm) {
     const token = nonce();
     const state: { token: string; seenDuringRun?: string } = { token };
@@ -43,13 +49,19 @@ describeLinuxTwins({
     writeFileSync(share(dir, 'host.txt'), 'host-v1\n');
     writeFileSync(share(dir, 'hostgone.txt'), 'soon gone\n');
     hostSetXattr(share(dir, 'host.txt'), 'user.fromhost', `h-${token}`);
+    mkdirSync(gated(dir, 'pub'), { recursive: true });
+    writeFileSync(gated(dir, 'pub', 'readme.txt'), 'public\n');
+    writeFileSync(gated(dir, 'secret.txt'), `secret-${token}\n`);
     return {
       devices: [
         { kind: 'fs', sharedDir: join(dir, 'root'), tag: 'myfs' },
         { kind: 'fs', sharedDir: share(dir), tag: 'share', cache: 'never' },
+        { kind: 'fs', sharedDir: gated(dir), tag: 'gated', cache: 'never', allowedPaths: ['/pub'] },
       ],
       params: ['root=myfs', 'rootfstype=virtiofs', 'rw'],
       steps: {
+        'allow-secret': (ctl) => ctl.allowPaths(2, ['/secret.txt']),
+        'revoke-secret': (ctl) => ctl.revokePaths(2, ['/secret.txt']),
         'host-change': () => {
           state.seenDuringRun = readFileSync(share(dir, 'renamed.txt'), 'utf8');
           writeFileSync(share(dir, 'host.txt'), `host-v2-${token}\n`);
@@ -98,6 +110,15 @@ val HOST_V2 "$(cat host.txt)"
 val HOST_NEW "$(cat hostnew.txt) $(gone hostgone.txt) $(ls hostdir)"
 cd / && umount /mnt
 val UMOUNT $?
+mkdir -p /gated && mount -t virtiofs gated /gated || exit 13
+list() { echo $(ls /gated); }
+secret() { cat /gated/secret.txt 2>/dev/null || echo none; }
+val GATED0 "$(list) $(cat /gated/pub/readme.txt) $(secret)"
+step allow-secret
+val GATED1 "$(list) $(secret)"
+step revoke-secret
+val GATED2 "$(list) $(secret)"
+umount /gated
 `,
     };
   },
@@ -150,6 +171,13 @@ val UMOUNT $?
       const names = readdirSync(share(dir, 'many'));
       expect(names).toHaveLength(MANY);
       expect(readFileSync(share(dir, 'many', 'f500'), 'utf8')).toBe('small 500\n');
+    },
+    'allowlist: only allowed paths are visible; allowing and revoking while the guest runs take effect at once': (run, dir) => {
+      const { token } = made[run.vmm]!;
+      expect(value(run, 'GATED0'), context(run)).toBe('pub public none');
+      expect(value(run, 'GATED1')).toBe(`pub secret.txt secret-${token}`);
+      expect(value(run, 'GATED2')).toBe('pub none');
+      expect(readFileSync(gated(dir, 'secret.txt'), 'utf8')).toBe(`secret-${token}\n`); // hidden, never deleted
     },
     'cache=never: the host sees the guest\'s writes while it runs, and the guest the host\'s': (run) => {
       const { token, seenDuringRun } = made[run.vmm]!;

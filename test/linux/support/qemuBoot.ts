@@ -11,6 +11,7 @@ import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { assertCmdlineFits, checkParams, FIXTURE_MISSING, INITRD, KERNEL, rootParams } from './fixture';
 import { Qmp } from './qmp';
+import { StashedAllowlist } from './stashedAllowlist';
 import { consoleLines, StepRunner, type DeviceSpec, type HostControl, type LinuxCheck, type TwinRun } from './spec';
 
 export const QEMU = 'qemu-system-x86_64';
@@ -71,6 +72,7 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
   }
   let consolePath: string | undefined;
   let disk = 0;
+  const shares: (StashedAllowlist | undefined)[] = [];
   try {
     for (const [i, d] of check.devices.entries()) {
       switch (d.kind) {
@@ -100,6 +102,7 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
           helpers.push(fsd);
           fsd.stderr!.on('data', (b: Buffer) => helperLogs.push(`virtiofsd ${d.tag}: ${b.toString().trim()}`));
           await waitForPath(sock, `virtiofsd for ${d.tag}`);
+          shares.push(d.allowedPaths ? new StashedAllowlist(d.sharedDir, join(dir, `stash${i}`), d.allowedPaths) : undefined);
           args.push('-chardev', `socket,id=vfs${i},path=${sock}`, '-device', `vhost-user-fs-pci,chardev=vfs${i},tag=${d.tag}`);
           break;
         }
@@ -123,6 +126,16 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
       async balloon(bytes) {
         qmp ??= Qmp.connect(qmpPath);
         await (await qmp).execute('balloon', { value: mem * 1024 * 1024 - bytes });
+      },
+      async allowPaths(i, paths) {
+        const a = shares[i];
+        if (!a) throw new Error(`virtio-fs device ${i} has no allowlist`);
+        a.allow(paths);
+      },
+      async revokePaths(i, paths) {
+        const a = shares[i];
+        if (!a) throw new Error(`virtio-fs device ${i} has no allowlist`);
+        a.revoke(paths);
       },
       async writeConsole(text) {
         if (!hvcSocket) throw new Error('this check has no virtio console');
@@ -163,11 +176,12 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
     const exit = lines.map((l) => /^KVMKIT-EXIT status=(\d+)$/.exec(l)).find(Boolean);
     if (helperLogs.length) output += `\n[host] ${helperLogs.join('\n[host] ')}\n`;
     return {
-      vmm: 'qemu', lines, output, console: hvc, exitStatus: exit ? Number(exit[1]) : undefined,
+      vmm: 'qemu', cmdline, lines, output, console: hvc, exitStatus: exit ? Number(exit[1]) : undefined,
       poweredOff: !killed && code === 0 && /reboot: Power down/.test(output),
       ms: performance.now() - t0, stepErrors: steps.errors, stepsRun: steps.ran,
     };
   } finally {
     for (const h of helpers) if (h.exitCode === null) h.kill('SIGTERM');
+    for (const a of shares) a?.restore();
   }
 }

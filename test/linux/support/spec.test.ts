@@ -7,6 +7,8 @@ import { consoleLines, StepRunner, value, type HostControl, type TwinRun } from 
 const noControl: HostControl = {
   resizeDisk: async () => {},
   balloon: async () => {},
+  allowPaths: async () => {},
+  revokePaths: async () => {},
   writeConsole: async () => {},
   consoleOutput: () => '',
 };

@@ -33,6 +33,12 @@ export type DeviceSpec =
       tag: string;
       /** never | auto | always (QEMU's virtiofsd: none | auto | always). */
       cache?: 'never' | 'auto' | 'always';
+      /**
+       * Turns the path allowlist on with these paths allowed (kvmkit `allowedPaths`). QEMU's
+       * virtiofsd has no allowlist: its twin moves the top-level entries not allowed out of the
+       * share until allowed (see qemuBoot.ts), which is what the guest must see either way.
+       */
+      allowedPaths?: string[];
     };
 
 /** What a step can do to the running machine, the same on both VMMs. */
@@ -41,6 +47,10 @@ export interface HostControl {
   resizeDisk(index: number, bytes: number): Promise<void>;
   /** Set the balloon to take `bytes` from the guest (kvmkit `vm.balloon`; QMP `balloon` with mem - bytes). */
   balloon(bytes: number): Promise<void>;
+  /** Allow `paths` on the `fs`-th virtio-fs device (0-based among them; kvmkit `VirtioFs.allowPaths`). */
+  allowPaths(fs: number, paths: string[]): Promise<void>;
+  /** Revoke `paths` on the `fs`-th virtio-fs device (kvmkit `VirtioFs.revokePaths`). */
+  revokePaths(fs: number, paths: string[]): Promise<void>;
   /** Type into the virtio console (hvc0). */
   writeConsole(text: string): Promise<void>;
   /** Everything the guest wrote to hvc0 so far. */
@@ -68,6 +78,8 @@ export interface LinuxCheck {
 /** The result of one boot. */
 export interface TwinRun {
   vmm: 'kvmkit' | 'qemu';
+  /** The kernel command line the guest got. */
+  cmdline: string;
   /** Serial console lines, terminal escapes and CRs removed. */
   lines: string[];
   /** The raw serial console. */

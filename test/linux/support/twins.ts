@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IS_PVM, warnNoKvm } from '../../helpers/env';
 import { linuxFixture } from './fixture';
-import { bootKvmkit, kvmkitSkipReason, type KvmkitApi } from './kvmkitBoot';
+import { bootKvmkit, kvmkitSkipReason } from './kvmkitBoot';
 import { bootQemu, qemuSkipReason } from './qemuBoot';
 import type { DeviceSpec, LinuxCheck, TwinRun } from './spec';
 
@@ -31,8 +31,6 @@ export interface LinuxTwinsOptions {
   title: string;
   /** The device kinds the check uses (decides what the QEMU twin needs before anything boots). */
   devices: DeviceSpec['kind'][];
-  /** kvmkit APIs the check needs that may not exist yet: the kvmkit run skips naming them. */
-  kvmkitApis?: KvmkitApi[];
   /** Makes a fresh check, its images and directories inside `dir` (one per boot). */
   prepare: (dir: string, vmm: TwinRun['vmm']) => LinuxCheck | Promise<LinuxCheck>;
   /** Named assertions on the finished boot; `dir` still holds the images the guest changed. */
@@ -68,7 +66,7 @@ function describeOne(vmm: TwinRun['vmm'], skip: string, o: LinuxTwinsOptions): v
       const check = await o.prepare(dir, vmm);
       run = vmm === 'kvmkit' ? await bootKvmkit(check, timeout) : await bootQemu(check, dir, timeout);
       console.log(`${o.file} on ${label}: ${run.poweredOff ? 'powered off' : 'did NOT power off'} after ${(run.ms / 1000).toFixed(1)} s, `
-        + `script status ${run.exitStatus ?? 'none'}, steps ${run.stepsRun.join(',') || 'none'}\n`
+        + `script status ${run.exitStatus ?? 'none'}, steps ${run.stepsRun.join(',') || 'none'}, command line ${run.cmdline.length} bytes\n`
         + run.lines.filter((l) => l.startsWith('@') || l.startsWith('KVMKIT-')).join('\n'));
     }, timeout + 120_000);
 
@@ -84,6 +82,6 @@ function describeOne(vmm: TwinRun['vmm'], skip: string, o: LinuxTwinsOptions): v
 /** Defines the kvmkit run and the QEMU TCG run of one check (see the module comment). */
 export function describeLinuxTwins(o: LinuxTwinsOptions): void {
   warnNoKvm();
-  describeOne('kvmkit', kvmkitSkipReason(o.kvmkitApis ?? []), o);
+  describeOne('kvmkit', kvmkitSkipReason(), o);
   describeOne('qemu', qemuSkipReason(o.devices), o);
 }
