@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VirtioFs, VirtualMachine } from '../../src';
-import { checkCachePolicy, checkFsRun, FS_CASES, type FsCachePolicy } from '../guest/probe/fsExpectations';
+import { checkCachePolicy, checkFsBad, checkFsRun, FS_BAD, FS_CASES, type FsCachePolicy } from '../guest/probe/fsExpectations';
 import { parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
 import { buildProbe } from '../guest/probe/qemu';
 import { prepareShare, type FsShare } from '../guest/probe/virtiofsd';
@@ -98,6 +98,16 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
     checkDevice(records, tag, output);
     expect(BigInt(one(records, 'virtio-fs').negotiated!) & ((1n << 28n) | (1n << 29n))).toBe(0n);
     checkFsRun(records, share, 'kvmkit', output);
+  }, 150_000);
+
+  it('malformed requests (broken framing, short buffers, bogus FORGETs): each is answered, dropped or flagged, and the device serves on', async () => {
+    const share = prepareShare(mkdtempSync(join(dir, 'bad-')));
+    const { info, records, output, errors } = await runFs(share, 'probe.test=fs probe.fs.bad=all');
+    expect(info.reason, output).toBe('poweroff');
+    checkFsBad(records, 'kvmkit', Object.keys(FS_BAD), output);
+    checkFsRun(records, share, 'kvmkit', output);
+    // a malformed request is the guest's error: answered on the wire, not a VM error event
+    expect(errors.map((e) => e.message)).toEqual([]);
   }, 150_000);
 
   it('fsbench (small sizes), then fs in the same boot after DESTROY and a device reset', async () => {

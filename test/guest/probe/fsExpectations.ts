@@ -417,3 +417,66 @@ export function checkCachePolicy(
   if (exact.open !== undefined) expect(get('open-file').open_flags).toBe(exact.open);
   if (exact.opendir !== undefined) expect(get('opendir').open_flags).toBe(exact.opendir);
 }
+
+/**
+ * Malformed requests (`PROBE fs-bad`, probe.fs.bad=): what the device did, as one word:
+ * `reply:<err>` (an answer with that error), `dropped` (the chain came back with nothing
+ * written), `needs-reset` (DEVICE_NEEDS_RESET), `no-completion`.
+ */
+export function badOutcome(r: ProbeRecord): string {
+  if (r.result === 'completed') return r.reply_err === 'none' ? 'dropped' : `reply:${r.reply_err}`;
+  return r.result!;
+}
+
+export interface FsBadCase {
+  /** QEMU 7.2's virtiofsd (`after`: its answer to a GETATTR that follows). */
+  qemu: string;
+  qemuAfter: string;
+  /** What kvmkit may do; absent: any error reply, `dropped` or `needs-reset`. */
+  accept?: readonly string[];
+  why: string;
+}
+
+/** Any error reply, a dropped chain or NEEDS_RESET: what a device may do with a broken request. */
+const BROKEN = ['reply:error', 'dropped', 'needs-reset'] as const;
+
+export const FS_BAD: Record<string, FsBadCase> = {
+  'in-len-too-big': { qemu: 'reply:0', qemuAfter: '0', accept: ['reply:0', ...BROKEN], why: 'in_header.len 64 bytes more than sent: virtiofsd ignores it' },
+  'in-len-too-small': { qemu: 'reply:0', qemuAfter: '0', accept: ['reply:0', ...BROKEN], why: 'in_header.len without GETATTR\'s argument: virtiofsd ignores it' },
+  'in-header-truncated': {
+    qemu: 'no-completion', qemuAfter: 'timeout',
+    why: '20 of the 40 header bytes: virtiofsd never answers and stops serving the device, even across a reset',
+  },
+  'no-writable-buffer': { qemu: 'dropped', qemuAfter: '0', why: 'a GETATTR with no device-writable part' },
+  'reply-header-only': { qemu: 'dropped', qemuAfter: '0', why: 'room for the out header only' },
+  'reply-buffer-short': { qemu: 'dropped', qemuAfter: '0', why: 'room for 8 of fuse_attr_out\'s 104 bytes' },
+  'out-header-short': { qemu: 'dropped', qemuAfter: '0', why: '8 writable bytes: not even an out header' },
+  'opcode-0': { qemu: 'reply:ENOSYS', qemuAfter: '0', accept: ['reply:ENOSYS'], why: 'FUSE: an unknown opcode is ENOSYS' },
+  'init-again': { qemu: 'reply:0', qemuAfter: '0', accept: ['reply:0', ...BROKEN], why: 'a second INIT in a session: both servers answer it' },
+  'forget-unknown-nodeid': { qemu: 'dropped', qemuAfter: '0', accept: ['dropped'], why: 'FORGET never has a reply' },
+  'batch-forget-count-too-big': { qemu: 'dropped', qemuAfter: '0', accept: ['dropped'], why: 'BATCH_FORGET never has a reply (count 1000, one entry sent)' },
+  'getattr-on-hiprio': { qemu: 'reply:0', qemuAfter: '0', accept: ['reply:0', ...BROKEN], why: 'Linux sends only FORGETs on the hiprio queue; both servers answer anything there' },
+};
+
+/**
+ * Check the fs-bad lines of a run. QEMU: exactly virtiofsd's outcome and what followed. kvmkit:
+ * an allowed outcome, never a request left unanswered, and the next GETATTR answered (`after=0`),
+ * after a reset if the device asked for one.
+ */
+export function checkFsBad(records: ProbeRecord[], server: 'qemu' | 'kvmkit', cases: readonly string[], output: string): void {
+  for (const c of cases) {
+    const spec = FS_BAD[c]!;
+    const lines = records.filter((r) => r.key === 'fs-bad' && r.case === c && r.result !== undefined);
+    expect(lines, `one "PROBE fs-bad case=${c}" line:\n${output}`).toHaveLength(1);
+    const r = lines[0]!;
+    const got = badOutcome(r);
+    if (server === 'qemu') {
+      expect({ outcome: got, after: r.after }, `${c} (${spec.why})`).toEqual({ outcome: spec.qemu, after: spec.qemuAfter });
+      continue;
+    }
+    const ok = spec.accept ?? BROKEN;
+    const allowed = ok.includes(got) || (ok.includes('reply:error') && got.startsWith('reply:') && got !== 'reply:0' && !TRANSPORT.has(got.slice(6)));
+    expect(allowed, `${c}: kvmkit ${got}, allowed ${ok.join(' | ')} (${spec.why})`).toBe(true);
+    expect(r.after, `${c}: the device answers the next request`).toBe('0');
+  }
+}

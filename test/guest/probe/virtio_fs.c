@@ -1102,6 +1102,118 @@ static void test_confinement(void)
 	}
 }
 
+/*
+ * Malformed requests (the driver breaks the FUSE or virtio-fs framing): the device's answer is
+ * its own choice (an error reply, or DEVICE_NEEDS_RESET), but it must go on serving, after a
+ * reset if it asked for one. One line each:
+ *   fs-bad case= result=completed|needs-reset|no-completion used_len= reply_err= reply_len=
+ *          device_status= reinit=0|1 after=<GETATTR of the root afterwards>
+ * in_len: device-readable bytes (0: all that was built); oh_len/out_len: writable bytes for the
+ * out header / the reply (0: no such descriptor); len_delta: added to in_header.len.
+ * probe.fs.bad=all runs them all, probe.fs.bad=<case>,<case> those named (virtiofsd stops serving
+ * after some of them, even across a device reset, so QEMU runs need one boot per case).
+ */
+static void bad_case(const char *cs, struct virtq *q, int len_delta, u32 in_len, u32 oh_len, u32 out_len)
+{
+	char tmp[16], tmp2[16];
+	if (!cmdline_list_has("probe.fs.bad", "all") && !cmdline_list_has("probe.fs.bad", cs))
+		return;
+	u64 unique = ++F.unique;
+	struct fuse_in_header *ih = (struct fuse_in_header *)F.req;
+	*ih = (struct fuse_in_header){ .len = (u32)((int)F.req_len + len_delta), .opcode = cur_op, .unique = unique,
+				       .nodeid = cur_node, .pid = 1 };
+	F.oh->len = 0xffffffffu;
+	F.oh->error = 1;
+	F.oh->unique = 0;
+	struct vq_seg sg[3];
+	u16 n = 0;
+	sg[n++] = (struct vq_seg){ (u64)(uintptr_t)F.req, in_len ? in_len : F.req_len, false };
+	if (oh_len)
+		sg[n++] = (struct vq_seg){ (u64)(uintptr_t)F.oh, oh_len, true };
+	if (out_len)
+		sg[n++] = (struct vq_seg){ (u64)(uintptr_t)F.rep, out_len, true };
+	void *token = (void *)(uintptr_t)unique;
+	const char *res = "queue-full";
+	u32 used = 0;
+	if (vq_add(q, sg, n, token, true) >= 0) {
+		F.requests++;
+		vq_kick(q, false);
+		u64 deadline = tsc_deadline_us(opt_u64("probe.fs.bad_timeout_ms", 500) * 1000);
+		res = "no-completion";
+		while (tsc_before(deadline)) {
+			void *t;
+			u32 len;
+			if (vq_pop(q, &t, &len) && t == token) {
+				used = len;
+				res = "completed";
+				break;
+			}
+			if (fs_needs_reset()) {
+				res = "needs-reset";
+				break;
+			}
+			cpu_relax();
+		}
+	}
+	barrier();
+	bool done = !strcmp(res, "completed");
+	bool wrote = done && oh_len >= sizeof(struct fuse_out_header) && F.oh->unique == unique;
+	int reply_err = F.oh->error, reply_len = (int)F.oh->len;	/* before the next request reuses it */
+	u8 st = virtio_status(&F.d);
+	bool reinit = !done || (st & VIRTIO_STATUS_NEEDS_RESET);
+	if (reinit) {	/* start over: reset, queues, INIT (node ids and handles are gone) */
+		F.nnodes = 0;
+		if (!fs_queues() || fs_init(false))
+			probe("fs-bad case=%s error=reinit-failed", cs);
+	}
+	struct fuse_attr a;
+	int after = fs_getattr(FUSE_ROOT_ID, &a);
+	probe("fs-bad case=%s result=%s used_len=%u reply_err=%s reply_len=%d device_status=0x%x reinit=%u after=%s", cs, res, used,
+	      wrote ? err_str(reply_err, tmp, sizeof(tmp)) : "none", wrote ? reply_len : -1, st, reinit ? 1 : 0,
+	      err_str(after, tmp2, sizeof(tmp2)));
+}
+
+static void test_bad(void)
+{
+	struct fuse_getattr_in gin = { 0 };
+	const u32 OH = sizeof(struct fuse_out_header), AO = sizeof(struct fuse_attr_out);
+#define GETATTR_ROOT() do { req_begin(FUSE_GETATTR, FUSE_ROOT_ID); req_put(&gin, sizeof(gin)); } while (0)
+	GETATTR_ROOT();
+	bad_case("in-len-too-big", &F.rq, 64, 0, OH, AO);
+	GETATTR_ROOT();
+	bad_case("in-len-too-small", &F.rq, -(int)sizeof(gin) - 8, 0, OH, AO);
+	GETATTR_ROOT();
+	bad_case("in-header-truncated", &F.rq, 0, 20, OH, AO);
+	GETATTR_ROOT();
+	bad_case("no-writable-buffer", &F.rq, 0, 0, 0, 0);
+	GETATTR_ROOT();
+	bad_case("reply-header-only", &F.rq, 0, 0, OH, 0);
+	GETATTR_ROOT();
+	bad_case("reply-buffer-short", &F.rq, 0, 0, OH, 8);
+	GETATTR_ROOT();
+	bad_case("out-header-short", &F.rq, 0, 0, 8, 0);
+	req_begin(0, FUSE_ROOT_ID);
+	bad_case("opcode-0", &F.rq, 0, 0, OH, 64);
+	struct fuse_init_in in = { .major = FUSE_KERNEL_VERSION, .minor = F.minor, .max_readahead = 128 * 1024, .flags = F.flags };
+	req_begin(FUSE_INIT, 0);
+	req_put(&in, sizeof(in));
+	bad_case("init-again", &F.rq, 0, 0, OH, sizeof(struct fuse_init_out));
+	struct fuse_forget_in fin = { .nlookup = 5 };
+	req_begin(FUSE_FORGET, 0x7777777777ull);
+	req_put(&fin, sizeof(fin));
+	bad_case("forget-unknown-nodeid", &F.hq, 0, 0, 0, 0);
+	struct fuse_batch_forget_in bin = { .count = 1000 };
+	struct fuse_forget_one one = { 0x7777777777ull, 1 };
+	req_begin(FUSE_BATCH_FORGET, 0);
+	req_put(&bin, sizeof(bin));
+	req_put(&one, sizeof(one));
+	bad_case("batch-forget-count-too-big", &F.hq, 0, 0, 0, 0);
+	/* a request on the hiprio queue that expects a reply (Linux sends only FORGETs there) */
+	GETATTR_ROOT();
+	bad_case("getattr-on-hiprio", &F.hq, 0, 0, OH, AO);
+#undef GETATTR_ROOT
+}
+
 static void fs_test(void)
 {
 	if (!fs_start("fs"))
@@ -1451,6 +1563,8 @@ static void fs_test(void)
 	result("batch-forget", "BATCH_FORGET", r, "count=%u used_len=%u", cnt, used);
 	r = fs_getattr(FUSE_ROOT_ID, &a);
 	attr_result("getattr-after-batch-forget", "GETATTR", r, &a);
+	if (cmdline_get("probe.fs.bad", NULL, 0))
+		test_bad();
 	fs_stop();
 }
 PROBE_TEST("fs", fs_test);

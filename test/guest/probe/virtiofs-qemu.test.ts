@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkCachePolicy, checkFsRun, QEMU_CACHE, VIRTIOFSD_CACHE, type FsCachePolicy } from './fsExpectations';
+import { checkCachePolicy, checkFsBad, checkFsRun, FS_BAD, QEMU_CACHE, VIRTIOFSD_CACHE, type FsCachePolicy } from './fsExpectations';
 import type { ProbeRecord } from './parse';
 import { buildProbe, qemuAvailable, runProbeUnderQemu, type QemuProbeResult } from './qemu';
 import { findVirtiofsd, prepareShare, qemuVirtiofsArgs, startVirtiofsd, type FsShare } from './virtiofsd';
@@ -148,6 +148,13 @@ describe.skipIf(skipReason !== '')('probe virtio-fs client against QEMU vhost-us
     for (const f of files) expect(statSync(join(run.share.sharedDir, 'bench-files', f)).size).toBe(4096);
     expect(statSync(join(run.share.sharedDir, 'bench.bin')).size).toBe(8 << 20);
     expect(one(run.r, 'fs-done')).toMatchObject({ timeouts: '0', bad_replies: '0' });
+  }, 150_000);
+
+  // one boot per case: virtiofsd stops serving after some of them, even across a device reset
+  it.each(Object.keys(FS_BAD))('malformed request %s: virtiofsd\'s answer, and whether it serves on', async (c) => {
+    const run = await runWithVirtiofsd({ machine: 'pc', append: `probe.test=fs probe.fs.bad=${c} probe.fs.timeout_ms=1000` });
+    expect(run.r.exitCode, run.r.output).toBe(0);
+    checkFsBad(run.r.probe, 'qemu', [c], run.r.output);
   }, 150_000);
 
   it('fs then fsbench in one boot: after DESTROY and a device reset, a new INIT serves again', async () => {
