@@ -14,6 +14,7 @@
  * @module
  */
 import { Allowlist, AllowlistError } from '../../../fuse/Allowlist';
+import { AllowlistSocket } from './AllowlistSocket';
 import { FuseServer } from '../../../fuse/FuseServer';
 import { PassthroughFs } from '../../../fuse/PassthroughFs';
 import { VIRTIO_ID_FS, VIRTQUEUE_FEATURES } from '../constants';
@@ -60,6 +61,8 @@ export class VirtioFs extends VirtioDevice {
   readonly server: FuseServer;
   /** Queue counters since construction. */
   readonly stats: VirtioFsStats = { chains: 0, malformed: 0 };
+  /** The socket serving `allowlistSocket` (crosvm's protocol), from construction until {@link close}. */
+  readonly allowlistServer: AllowlistSocket | undefined;
 
   private active: VirtioActivation | undefined;
   private generation = 0;
@@ -86,6 +89,14 @@ export class VirtioFs extends VirtioDevice {
       allowlist: o.allowedPaths ? new Allowlist(o.allowedPaths) : undefined,
     });
     this.server = new FuseServer(this.fs, { cache: o.cache, timeout: o.timeout, writeback: o.writeback });
+    if (o.allowlistSocket !== undefined) {
+      try {
+        this.allowlistServer = AllowlistSocket.listen(o.allowlistSocket, this);
+      } catch (e) {
+        void this.fs.close();
+        throw e;
+      }
+    }
   }
 
   /** The allowlist in force, or undefined when the share is not restricted. */
@@ -162,12 +173,12 @@ export class VirtioFs extends VirtioDevice {
   reset(): void {
     this.generation++;
     this.active = undefined;
-    this.server.initialized = false;
-    this.fs.destroy();
+    this.server.endSession();
   }
 
   /** Reset, wait for running I/O and close every descriptor. Call before guest RAM is freed. */
   override async close(): Promise<void> {
+    this.allowlistServer?.close();
     this.reset();
     await this.fs.close();
   }
