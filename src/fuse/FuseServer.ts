@@ -107,7 +107,7 @@ export class FuseServer {
   readonly stats: FuseServerStats = { replies: 0, errors: 0, unanswerable: 0, noReply: 0, internalErrors: 0 };
   /** The last unexpected failure answered with EIO (undefined if none). */
   lastInternalError: unknown;
-  /** INIT was answered; DESTROY clears it. */
+  /** INIT was answered; DESTROY and {@link FuseServer.endSession} clear it. */
   initialized = false;
   /** Protocol minor version in use (the smaller of the kernel's and ours). */
   minor = 0;
@@ -158,6 +158,12 @@ export class FuseServer {
     return result.catch((e: unknown) => this.replyError(msg, h.unique, e));
   }
 
+  /** End the FUSE session as DESTROY does (a device reset): every node id and handle is dropped; the guest must INIT again. */
+  endSession(): void {
+    this.fs.destroy();
+    this.initialized = false;
+  }
+
   // ---- dispatch ----
 
   private dispatch(msg: FuseMessage, h: InHeader): number | Promise<number> {
@@ -179,8 +185,7 @@ export class FuseServer {
       case Op.INIT:
         return this.init(msg, h, a);
       case Op.DESTROY:
-        fs.destroy();
-        this.initialized = false;
+        this.endSession();
         return this.reply(msg, h.unique);
       case Op.LOOKUP:
         return this.entry(msg, h, fs.lookup(n, a.cstr()));
@@ -456,7 +461,7 @@ export class FuseServer {
     return OUT_HEADER_SIZE;
   }
 
-  /** Run a reply-less operation; an unexpected failure is recorded like {@link replyError}'s. */
+  /** Run a reply-less operation; an unexpected failure is counted and kept as for replies. */
   private guard(fn: () => void): void {
     try {
       fn();

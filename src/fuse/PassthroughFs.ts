@@ -219,6 +219,7 @@ export class PassthroughFs {
   /** READLINK: the link's bytes, unresolved. */
   readlink(nodeid: number): Uint8Array {
     const inode = this.inode(nodeid);
+    this.requireVisible(inode, 'readlink');
     const buf = new Uint8Array(PATH_MAX + 1);
     const n = fsLibc().readlinkat(inode.fd, EMPTY_PATH, buf, buf.length);
     check(n, 'readlink');
@@ -265,10 +266,11 @@ export class PassthroughFs {
     if (swapped) setPlace(swapped, from, name);
   }
 
-  /** LINK `nodeid` as `newName` in `newParent`. */
+  /** LINK `nodeid` as `newName` in `newParent` (a file hidden by the allowlist cannot be linked back into view). */
   link(nodeid: number, newParent: number, newName: Uint8Array): Entry {
     const dir = this.createIn(newParent, newName);
     const inode = this.inode(nodeid);
+    this.requireVisible(inode, 'link');
     check(fsLibc().linkat(this.procFd, inode.procName, dir.fd, newName, AT.SYMLINK_FOLLOW), 'link');
     const stat = statFd(inode.fd);
     inode.nlookup++;
@@ -280,11 +282,8 @@ export class PassthroughFs {
   /** OPEN: a handle on a regular file (or directory) for `flags` (the guest's O_* flags). */
   open(nodeid: number, flags: number): number {
     const inode = this.inode(nodeid);
-    if (this.allowlist) {
-      const path = inode.components();
-      if (!path || !this.allowlist.isVisible(path)) fail(E.ACCES, 'open (not in the allowlist)');
-      if ((flags & O.ACCMODE) !== O.RDONLY || flags & O.TRUNC) this.requireWritable(inode);
-    }
+    this.requireVisible(inode, 'open');
+    if ((flags & O.ACCMODE) !== O.RDONLY || flags & O.TRUNC) this.requireWritable(inode);
     const fd = this.openInode(inode, this.hostOpenFlags(flags));
     return this.handles.add(nodeid, fd, false);
   }
@@ -375,10 +374,7 @@ export class PassthroughFs {
   opendir(nodeid: number): number {
     const inode = this.inode(nodeid);
     if (inode.type !== S_IFDIR) fail(E.NOTDIR, 'opendir');
-    if (this.allowlist) {
-      const path = inode.components();
-      if (!path || !this.allowlist.isVisible(path)) fail(E.ACCES, 'opendir (not in the allowlist)');
-    }
+    this.requireVisible(inode, 'opendir');
     const fd = this.openInode(inode, O.RDONLY | O.DIRECTORY);
     return this.handles.add(nodeid, fd, true);
   }
@@ -635,6 +631,14 @@ export class PassthroughFs {
     return path ? this.allowlist!.listingFilter(path) : { kind: 'none' };
   }
 
+  /** With an allowlist: EACCES unless the inode's path is visible (the root always is). */
+  private requireVisible(inode: Inode, what: string): void {
+    if (!this.allowlist || inode === this.inodes.root) return;
+    const path = inode.components();
+    if (!path || !this.allowlist.isVisible(path)) fail(E.ACCES, `${what} (not in the allowlist)`);
+  }
+
+  /** With an allowlist: EACCES unless the inode's path is allowed or below an allowed path. */
   private requireWritable(inode: Inode): void {
     if (!this.allowlist) return;
     const path = inode === this.inodes.root ? [] : inode.components();

@@ -79,6 +79,16 @@ describe('VirtioFs allowlist', () => {
     expect(await names(1)).toEqual([]);
   });
 
+  it('a revoked file the guest still holds cannot be linked back into view', async () => {
+    c.dev.allowPaths(['/open']);
+    mkdirSync(join(dir, 'open'));
+    const file = await c.walk('a/b/c/file');
+    const open = await c.lookup(1, 'open');
+    c.dev.revokePaths(['/a/b/c']);
+    expect((await c.call(Op.LINK, open.nodeid, cat(le().u64(file.nodeid).bytes(), z('again')))).error).toBe(-ERR.EACCES);
+    expect((await c.call(Op.READLINK, file.nodeid)).error).toBe(-ERR.EACCES);
+  });
+
   it('follows renames: a moved file is judged by where it is now', async () => {
     c.dev.allowPaths(['/a/b/c/keep']);
     mkdirSync(join(dir, 'a/b/c/keep'));
