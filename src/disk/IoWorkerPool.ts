@@ -14,6 +14,7 @@ import { ECANCELED, EINTR, EINVAL, EIO, ENOSYS, EOPNOTSUPP, FALLOC_FL_KEEP_SIZE,
 import { FILE_PROTOTYPES } from './libcFile';
 import { CTL, FLAG, H, HDR, type IoWorkerData, MAX_SEGMENTS, OP, RING_BYTES, ringViews, type RingViews, SLOTS } from './ioRing';
 import { ioWorkerMain } from './ioWorker';
+import { AIO_LAYOUT, aioDestroy, aioSetup, SYSCALL_PROTOTYPE } from './linuxAio';
 
 /** One operation for the workers. `segments` holds (host address, length) pairs for READ/WRITE. */
 export interface IoRequest {
@@ -39,6 +40,12 @@ export interface IoWorkerPoolOptions {
   threads: number;
   /** Bytes of each worker's bounce buffer (O_DIRECT with unaligned buffers). */
   bounceBytes?: number;
+  /**
+   * With `direct`: submit reads, writes and flushes through Linux AIO (one submitting and one
+   * reaping thread instead of `threads` blocking ones). Default true; falls back to blocking
+   * threads when the kernel has no AIO context to give.
+   */
+  aio?: boolean;
 }
 
 interface Pending {
@@ -78,13 +85,17 @@ export class IoWorkerPool {
   private closing = false;
   private idleWaiters: (() => void)[] = [];
   private readonly exited: Promise<void>[] = [];
+  private readonly aioCtx: bigint | undefined;
 
   constructor(private readonly options: IoWorkerPoolOptions) {
     const sab = new SharedArrayBuffer(RING_BYTES);
     this.ring = ringViews(sab);
     for (let s = SLOTS - 1; s >= 0; s--) this.freeSlots.push(s);
     koffiPath ??= createRequire(import.meta.url).resolve('koffi');
+    const setup = options.direct && options.aio !== false ? aioSetup(SLOTS + 1) : undefined;
+    this.aioCtx = setup && 'ctx' in setup ? setup.ctx : undefined;
     const data: IoWorkerData = {
+      role: 'sync',
       koffiPath,
       prototypes: FILE_PROTOTYPES,
       sab,
@@ -101,8 +112,11 @@ export class IoWorkerPool {
     };
     // --input-type (node -e) is refused by workers: keep the parent's other flags.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-    for (let i = 0; i < Math.max(1, options.threads); i++) {
-      const w = new Worker(source(), { eval: true, workerData: data, execArgv });
+    const roles: IoWorkerData[] = this.aioCtx === undefined
+      ? Array.from({ length: Math.max(1, options.threads) }, () => data)
+      : (['aio-submit', 'aio-reap'] as const).map((role) => ({ ...data, role, aioCtx: this.aioCtx, aio: AIO_LAYOUT, syscallPrototype: SYSCALL_PROTOTYPE }));
+    for (const workerData of roles) {
+      const w = new Worker(source(), { eval: true, workerData, execArgv });
       w.unref(); // idle I/O threads never keep the process alive; see setReferenced()
       w.on('error', (err) => this.fail(err));
       this.exited.push(
@@ -355,6 +369,11 @@ export class IoWorkerPool {
     return Atomics.load(this.ring.ctl, CTL.BOUNCED);
   }
 
+  /** Whether O_DIRECT requests go through Linux AIO (else blocking threads). */
+  get usesAio(): boolean {
+    return this.aioCtx !== undefined;
+  }
+
   /** Why the pool stopped working, if it did. */
   get error(): Error | undefined {
     return this.broken;
@@ -381,6 +400,7 @@ export class IoWorkerPool {
     });
     await Promise.race([Promise.all(this.exited), timeout]);
     clearTimeout(timer);
+    if (this.aioCtx !== undefined) aioDestroy(this.aioCtx); // waits for anything a terminated thread left in flight
   }
 }
 

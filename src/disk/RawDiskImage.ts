@@ -50,6 +50,12 @@ export interface RawDiskImageOptions {
    * threads. 0 turns this off. Default {@link DEFAULT_INLINE_READ_MAX}; ignored with `directIo`.
    */
   inlineReadMax?: number;
+  /**
+   * With `directIo`: reads, writes and flushes go through Linux AIO (`io_submit`, QEMU's
+   * `aio=native`), so the device sees every request the guest has in flight. false: `ioThreads`
+   * blocking threads. Default true (blocking threads anyway where the kernel has no AIO).
+   */
+  nativeAio?: boolean;
 }
 
 /** Worker threads per image (bench/disk-io.mjs: 1–2 saturate cached I/O on a 2-CPU host; deeper queues gain little from more). */
@@ -96,7 +102,7 @@ export class RawDiskImage implements DiskImage {
     this.blockSize = o.blockSize;
     this.directAlignment = align.offset;
     this.directMemoryAlignment = align.mem;
-    this.pool = new IoWorkerPool({ fd, direct: o.directIo, offsetAlign: align.offset, memAlign: align.mem, threads: o.ioThreads });
+    this.pool = new IoWorkerPool({ fd, direct: o.directIo, offsetAlign: align.offset, memAlign: align.mem, threads: o.ioThreads, aio: o.nativeAio });
     this.nowait = !o.directIo && o.inlineReadMax > 0 ? new NowaitReader(fd, o.inlineReadMax) : undefined;
   }
 
@@ -113,6 +119,7 @@ export class RawDiskImage implements DiskImage {
       blockSize: checkBlockSize('blockSize', options.blockSize ?? SECTOR_SIZE),
       ioThreads: options.ioThreads ?? (options.directIo ? DEFAULT_DIRECT_IO_THREADS : DEFAULT_IO_THREADS),
       inlineReadMax: options.inlineReadMax ?? DEFAULT_INLINE_READ_MAX,
+      nativeAio: options.nativeAio ?? true,
     };
     if (typeof path !== 'string' || path === '') throw new ConfigError('path', 'must name a disk image file', path);
     if (!Number.isInteger(o.ioThreads) || o.ioThreads < 1 || o.ioThreads > 64) throw new ConfigError('ioThreads', 'must be an integer from 1 to 64', o.ioThreads);
@@ -204,6 +211,11 @@ export class RawDiskImage implements DiskImage {
   /** O_DIRECT requests that needed the aligned bounce buffer so far (the rest went straight to the caller's buffers). */
   get bouncedRequests(): number {
     return this.pool.bounced;
+  }
+
+  /** O_DIRECT requests go through Linux AIO (one submitting and one reaping thread) rather than blocking threads. */
+  get nativeAio(): boolean {
+    return this.pool.usesAio;
   }
 
   /** Reads served from the host page cache on the calling thread (see {@link RawDiskImageOptions.inlineReadMax}). */

@@ -12,6 +12,11 @@
  * range is not aligned to `offsetAlign` or whose buffers are not aligned to `memAlign` goes through
  * an mmap'd, page-aligned bounce buffer instead (read-modify-write for partial blocks); so does one
  * the kernel refuses with EINVAL.
+ *
+ * Roles (`workerData.role`): `sync` threads claim a request, run it with blocking calls and post
+ * it; with Linux AIO (O_DIRECT images, linuxAio.ts) one `aio-submit` thread claims requests and
+ * io_submits the aligned reads, writes and flushes of each batch, and one `aio-reap` thread waits
+ * in io_getevents and posts their completions.
  * @module
  */
 import type { IoWorkerData } from './ioRing';
@@ -297,29 +302,198 @@ export function ioWorkerMain(nodeRequire: NodeRequire): void {
     }
   }
 
-  Atomics.add(ctl, C.STARTED, 1);
-  Atomics.notify(ctl, C.STARTED);
-  for (;;) {
-    const bell = Atomics.load(ctl, C.DOORBELL);
-    const head = Atomics.load(ctl, C.SQ_HEAD);
-    if (head !== Atomics.load(ctl, C.SQ_TAIL)) {
+  /** Post a finished slot to the completion ring and wake the main thread. */
+  function complete(slot: number, result: number): void {
+    hdr[slot * L.hdr + H.RESULT] = result;
+    const ci = Atomics.add(ctl, C.CQ_TAIL, 1);
+    Atomics.store(cq, ci & mask, slot + 1);
+    Atomics.add(ctl, C.CQ_WAKE, 1);
+    Atomics.notify(ctl, C.CQ_WAKE);
+  }
+
+  function runSafely(slot: number): number {
+    try {
+      return run(slot);
+    } catch {
+      return -E.EIO;
+    }
+  }
+
+  /** Claim the next published slot; -1 when the submission ring is empty. */
+  function claim(): number {
+    for (;;) {
+      const head = Atomics.load(ctl, C.SQ_HEAD);
+      if (head === Atomics.load(ctl, C.SQ_TAIL)) return -1;
       // Read the slot before claiming: the main thread rewrites this ring entry only after it was claimed.
       const slot = Atomics.load(sq, head & mask);
-      if (Atomics.compareExchange(ctl, C.SQ_HEAD, head, (head + 1) | 0) !== head) continue;
-      let result: number;
-      try {
-        result = run(slot);
-      } catch {
-        result = -E.EIO;
-      }
-      hdr[slot * L.hdr + H.RESULT] = result;
-      const ci = Atomics.add(ctl, C.CQ_TAIL, 1);
-      Atomics.store(cq, ci & mask, slot + 1);
-      Atomics.add(ctl, C.CQ_WAKE, 1);
-      Atomics.notify(ctl, C.CQ_WAKE);
-      continue;
+      if (Atomics.compareExchange(ctl, C.SQ_HEAD, head, (head + 1) | 0) === head) return slot;
     }
-    if (Atomics.load(ctl, C.STOP)) break;
-    Atomics.wait(ctl, C.DOORBELL, bell);
   }
+
+  /** Blocking worker: run each claimed request with synchronous system calls. */
+  function syncLoop(): void {
+    for (;;) {
+      const bell = Atomics.load(ctl, C.DOORBELL);
+      const slot = claim();
+      if (slot >= 0) {
+        complete(slot, runSafely(slot));
+        continue;
+      }
+      if (Atomics.load(ctl, C.STOP)) break;
+      Atomics.wait(ctl, C.DOORBELL, bell);
+    }
+  }
+
+  // ---- Linux AIO (O_DIRECT): one submitting thread, one reaping thread (linuxAio.ts) ----
+
+  type Syscall = (nr: number, ...typedArgs: unknown[]) => number;
+  /** aio_data of the request the submitter sends at STOP to wake the reaper. */
+  const STOP_TOKEN = slots;
+
+  function u64(dv: DataView, at: number, v: number): void {
+    dv.setUint32(at, v % TWO32, true);
+    dv.setUint32(at + 4, Math.floor(v / TWO32), true);
+  }
+
+  /**
+   * Claim requests and hand every aligned read, write and flush of a batch to the kernel with one
+   * io_submit; anything else (discard, write-zeroes, resize, unaligned buffers) runs here.
+   */
+  function submitLoop(): void {
+    const X = d.aio!;
+    const sys = lib.func(d.syscallPrototype!) as Syscall;
+    const ctx = d.aioCtx!;
+    const stride = X.iocb.size + 16 * maxSeg; // iocb, then its struct iovec[] (16 bytes each)
+    const ptrsAt = (slots + 1) * stride; // iocb pointers for io_submit
+    const bytes = ptrsAt + 8 * (slots + 1);
+    const area = alignedBuffer(bytes);
+    const dv = new DataView(koffi.view(BigInt(area) as never, bytes) as ArrayBuffer);
+    const batchSlots: number[] = [];
+
+    function prepare(index: number, opcode: number, buf: number, nbytes: number, off: number): void {
+      const o = index * stride;
+      for (let i = 0; i < X.iocb.size; i += 4) dv.setUint32(o + i, 0, true);
+      u64(dv, o + X.iocb.data, index);
+      dv.setUint16(o + X.iocb.opcode, opcode, true);
+      dv.setUint32(o + X.iocb.fildes, fd, true);
+      u64(dv, o + X.iocb.buf, buf);
+      u64(dv, o + X.iocb.nbytes, nbytes);
+      u64(dv, o + X.iocb.offset, off);
+      u64(dv, ptrsAt + 8 * batchSlots.length, area + o);
+      batchSlots.push(index);
+    }
+
+    /** Queue `slot` for io_submit; false when it must run synchronously. */
+    function enqueue(slot: number): boolean {
+      const o = slot * L.hdr;
+      const op = hdr[o + H.OP]!;
+      if (hdr[o + H.FLAGS]! & FLAG.CANCELLED) return false;
+      if (op === OP.FLUSH) {
+        prepare(slot, X.cmd.FDSYNC, 0, 0, 0);
+        return true;
+      }
+      if (op !== OP.READ && op !== OP.WRITE) return false;
+      const base = slot * maxSeg * 2;
+      const nseg = hdr[o + H.NSEG]!;
+      const off = hdr[o + H.OFFSET]!;
+      if (!directAligned(off, segmentTotal(base, nseg), base, nseg)) return false;
+      const write = op === OP.WRITE;
+      if (nseg === 1) {
+        prepare(slot, write ? X.cmd.PWRITE : X.cmd.PREAD, seg[base]!, seg[base + 1]!, off);
+      } else {
+        const iov = slot * stride + X.iocb.size;
+        for (let i = 0; i < nseg; i++) {
+          u64(dv, iov + 16 * i, seg[base + 2 * i]!);
+          u64(dv, iov + 16 * i + 8, seg[base + 2 * i + 1]!);
+        }
+        prepare(slot, write ? X.cmd.PWRITEV : X.cmd.PREADV, area + iov, nseg, off);
+      }
+      return true;
+    }
+
+    /** io_submit the batch; a request the kernel refuses (e.g. FDSYNC before Linux 4.18) runs here. */
+    function submitBatch(): void {
+      let at = 0;
+      while (at < batchSlots.length) {
+        const r = sys(X.syscalls.submit, 'uint64_t', ctx, 'long', batchSlots.length - at, 'uintptr_t', area + ptrsAt + 8 * at);
+        if (r > 0) {
+          at += r;
+          continue;
+        }
+        const slot = batchSlots[at++]!;
+        if (slot !== STOP_TOKEN) complete(slot, runSafely(slot));
+      }
+      batchSlots.length = 0;
+    }
+
+    for (;;) {
+      const bell = Atomics.load(ctl, C.DOORBELL);
+      for (let slot = claim(); slot >= 0; slot = claim()) {
+        if (enqueue(slot)) continue;
+        submitBatch(); // what is queued goes first
+        complete(slot, runSafely(slot));
+      }
+      if (batchSlots.length > 0) submitBatch();
+      if (Atomics.load(ctl, C.STOP)) {
+        prepare(STOP_TOKEN, X.cmd.PREAD, area, 0, 0); // 0 bytes: completes at once
+        submitBatch();
+        break;
+      }
+      Atomics.wait(ctl, C.DOORBELL, bell);
+    }
+  }
+
+  /** The result of a finished AIO request: short transfers and EINVAL are redone synchronously. */
+  function aioResult(slot: number, res: number): number {
+    const o = slot * L.hdr;
+    const op = hdr[o + H.OP]!;
+    if (op !== OP.READ && op !== OP.WRITE) return res;
+    const base = slot * maxSeg * 2;
+    const nseg = hdr[o + H.NSEG]!;
+    const off = hdr[o + H.OFFSET]!;
+    const total = segmentTotal(base, nseg);
+    if (res === total) return res;
+    try {
+      // Some file systems want more alignment than statx reported: as transfer() does, bounce.
+      if (res === -E.EINVAL) return bounced(op === OP.WRITE, off, total, base, nseg, false);
+      return res < 0 ? res : transfer(op === OP.WRITE, off, base, nseg); // short (end of file): as the blocking path would
+    } catch {
+      return -E.EIO;
+    }
+  }
+
+  /** Wait for AIO completions and post them, until the submitter's stop request comes back. */
+  function reapLoop(): void {
+    const X = d.aio!;
+    const sys = lib.func(d.syscallPrototype!) as Syscall;
+    const ctx = d.aioCtx!;
+    const evBytes = (slots + 1) * X.event.size;
+    const area = alignedBuffer(evBytes + 16);
+    const dv = new DataView(koffi.view(BigInt(area) as never, evBytes + 16) as ArrayBuffer);
+    u64(dv, evBytes, 0); // struct timespec: 0 s, 50 ms (a backstop for the stop request)
+    u64(dv, evBytes + 8, 50_000_000);
+    for (;;) {
+      const n = sys(X.syscalls.getevents, 'uint64_t', ctx, 'long', 1, 'long', slots + 1, 'uintptr_t', area, 'uintptr_t', area + evBytes);
+      if (n < 0) {
+        const e = koffi.errno();
+        if (e === E.EINTR) continue;
+        throw new Error(`io_getevents failed (errno ${e})`);
+      }
+      let stop = false;
+      for (let i = 0; i < n; i++) {
+        const at = i * X.event.size;
+        const slot = dv.getUint32(at + X.event.data, true);
+        const res = dv.getInt32(at + X.event.res + 4, true) * TWO32 + dv.getUint32(at + X.event.res, true);
+        if (slot === STOP_TOKEN) stop = true;
+        else complete(slot, aioResult(slot, res));
+      }
+      if (stop || (n === 0 && Atomics.load(ctl, C.STOP))) break;
+    }
+  }
+
+  Atomics.add(ctl, C.STARTED, 1);
+  Atomics.notify(ctl, C.STARTED);
+  if (d.role === 'aio-submit') submitLoop();
+  else if (d.role === 'aio-reap') reapLoop();
+  else syncLoop();
 }

@@ -330,6 +330,41 @@ describe('RawDiskImage: O_DIRECT', () => {
     }
   }
 
+  it.each([true, false])('serves 64 concurrent aligned reads, writes and flushes (nativeAio: %s)', async (nativeAio) => {
+    const data = pattern(8 * MiB, 37);
+    const path = makeImage(8 * MiB, data);
+    let img: RawDiskImage;
+    try {
+      img = openImage(path, { directIo: true, nativeAio });
+    } catch (e) {
+      if (e instanceof DiskError && e.errno === 22) return console.log(`skipping O_DIRECT checks: ${e.message}`);
+      throw e;
+    }
+    expect(img.nativeAio).toBe(nativeAio);
+    const mem = GuestMemory.allocate([{ guestAddress: 0, size: 8 * MiB }]);
+    try {
+      // One buffer (PREAD) or two (PREADV, the second part first in memory), at scattered offsets.
+      const reads = Array.from({ length: 64 }, (_, i) => {
+        const off = ((i * 37) % 1024) * 8192;
+        const bufs = i % 2 ? [mem.slice(i * 65536 + 4096, 4096), mem.slice(i * 65536, 4096)] : [mem.slice(i * 65536, 8192)];
+        return img.read(off, bufs).then((n) => ({ n, off, got: Buffer.concat(bufs) }));
+      });
+      expect(img.inFlight).toBe(64);
+      for (const { n, off, got } of await Promise.all(reads)) {
+        expect(n).toBe(8192);
+        expect(sameBytes(got, data.subarray(off, off + 8192))).toBe(true);
+      }
+      mem.write(0x400000, pattern(MiB, 39));
+      const writes = Array.from({ length: 16 }, (_, i) => img.write(i * 65536, [mem.slice(0x400000 + i * 65536, 32768), mem.slice(0x400000 + i * 65536 + 32768, 32768)]));
+      expect(await Promise.all([...writes, img.flush()])).toEqual([...Array(16).fill(65536), undefined]);
+      expect(sameBytes(fileBytes(path, 0, MiB), pattern(MiB, 39))).toBe(true);
+      expect(img.bouncedRequests).toBe(0);
+    } finally {
+      await img.close();
+      mem.free();
+    }
+  });
+
   it('opens with O_DIRECT and round-trips aligned guest buffers without bouncing', async () => {
     const data = pattern(4 * MiB, 29);
     const path = makeImage(4 * MiB, data);
