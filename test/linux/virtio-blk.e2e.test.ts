@@ -2,7 +2,7 @@
  * virtio-blk under Linux's virtio_blk driver, issue 3's Linux checks in one boot per VMM: four
  * disks at once, the last one the `root` option's busybox ext4 root that init switches to; an
  * ext4 image made on the host mounted, written and synced, then read back on the host with
- * debugfs; `id` in /sys/block/vda/serial; `block_size` in logical_block_size; a `ro` disk the guest
+ * debugfs (that disk opened with O_DIRECT); `id` in /sys/block/vda/serial; `block_size` in logical_block_size; a `ro` disk the guest
  * cannot change; blkdiscard punching holes in the host file. kvmkit runs it where Linux user space
  * can run (not on a PVM host unless KVMKIT_LINUX_TESTS=1); QEMU TCG runs the same script always.
  */
@@ -35,7 +35,7 @@ describeLinuxTwins({
     made[vmm] = { token, roSha: sha256File(join(dir, 'ro.img')), discardAllocated: allocatedBytes(join(dir, 'discard.img')) };
     return {
       devices: [
-        { kind: 'blk', path: join(dir, 'data.img'), id: 'KVMKIT-DATA-1', blockSize: 4096 },
+        { kind: 'blk', path: join(dir, 'data.img'), id: 'KVMKIT-DATA-1', blockSize: 4096, directIo: true },
         { kind: 'blk', path: join(dir, 'ro.img'), id: 'KVMKIT-RO', ro: true },
         { kind: 'blk', path: join(dir, 'discard.img'), id: 'KVMKIT-DISCARD' },
         { kind: 'blk', path: join(dir, 'root.img'), id: 'KVMKIT-ROOT', root: true },

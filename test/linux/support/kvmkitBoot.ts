@@ -22,7 +22,7 @@ export function kvmkitSkipReason(): string {
 function makeDevice(d: DeviceSpec): VmDevice {
   switch (d.kind) {
     case 'blk':
-      return new VirtioBlock({ path: d.path, ro: d.ro, root: d.root, id: d.id, blockSize: d.blockSize, sparse: d.sparse });
+      return new VirtioBlock({ path: d.path, ro: d.ro, root: d.root, id: d.id, blockSize: d.blockSize, sparse: d.sparse, directIo: d.directIo });
     case 'rng':
       return new VirtioRng();
     case 'console':

@@ -78,7 +78,7 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
       switch (d.kind) {
         case 'blk': {
           const sparse = d.sparse ?? true;
-          args.push('-drive', `file=${d.path},if=none,id=d${disk},format=raw,discard=${sparse ? 'unmap' : 'ignore'}${d.ro ? ',readonly=on' : ''}`);
+          args.push('-drive', `file=${d.path},if=none,id=d${disk},format=raw,discard=${sparse ? 'unmap' : 'ignore'}${d.ro ? ',readonly=on' : ''}${d.directIo ? ',cache.direct=on' : ''}`);
           const bs = d.blockSize ? `,logical_block_size=${d.blockSize},physical_block_size=${d.blockSize}` : '';
           args.push('-device', `virtio-blk-pci,drive=d${disk},discard=${sparse ? 'on' : 'off'}${d.id ? `,serial=${d.id}` : ''}${bs}`);
           disk++;

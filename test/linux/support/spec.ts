@@ -19,6 +19,8 @@ export type DeviceSpec =
       blockSize?: number;
       /** DISCARD/WRITE_ZEROES punch holes in the file (kvmkit default true; QEMU `discard=unmap`). */
       sparse?: boolean;
+      /** Open the image with O_DIRECT (kvmkit `directIo`; QEMU `cache.direct=on`). */
+      directIo?: boolean;
     }
   | { kind: 'rng' }
   | { kind: 'console' }
