@@ -72,6 +72,8 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
     const differ = records
       .filter((r) => r.key === 'fs' && r.case && FS_CASES[r.case] && r.err !== FS_CASES[r.case]!.qemu)
       .map((r) => `${r.case}: kvmkit ${r.err}, virtiofsd ${FS_CASES[r.case!]!.qemu}`);
+    const conc = records.find((r) => r.case === 'concurrent-reads')!;
+    console.log(`18 requests in flight completed in this order: ${conc.order}`);
     if (differ.length) console.log(`virtio-fs answers that differ from QEMU+virtiofsd (allowed):\n  ${differ.join('\n  ')}`);
     // crosvm's defaults: cache=auto, 5 s timeouts, no open flags
     checkCachePolicy(records, 'auto', { timeout: '5.000000000', open: '0x0', opendir: '0x0' });

@@ -181,6 +181,10 @@ export const FS_CASES: Record<string, FsCase> = {
   'lookup-escape-dir': { op: 'LOOKUP', qemu: '0', why: 'a symlink to a directory outside the share is a symlink' },
   'escape-dir-child': { op: 'LOOKUP', qemu: 'ENOTDIR', accept: [ANY_ERROR], why: 'a LOOKUP below a symlink node must not follow it' },
   'opendir-escape-dir': { op: 'OPENDIR', qemu: 'ENOTDIR', accept: [ANY_ERROR], why: 'OPENDIR of a symlink node must not follow it' },
+  'concurrent-reads': {
+    op: 'READ', qemu: '0',
+    why: '9 READs of 128 KiB and 9 GETATTRs in flight together: each reply carries its own unique (completion order is free)',
+  },
   forget: { op: 'FORGET', qemu: '0', why: 'no reply: the device returns the buffer with nothing written' },
   'lookup-after-forget': { op: 'LOOKUP', qemu: '0', why: 'the server still answers' },
   'batch-forget': { op: 'BATCH_FORGET', qemu: '0', why: 'no reply, as FORGET' },
@@ -354,6 +358,8 @@ export function checkFsRun(records: ProbeRecord[], share: FsShare, server: 'qemu
   expect(readdirSync(join(share.base, 'outside'))).toEqual(['secret2.txt']);
   expect(lstatSync(join(share.sharedDir, 'escape')).isSymbolicLink()).toBe(true);
 
+  const conc = get('concurrent-reads');
+  expect(conc).toMatchObject({ requests: '18', completed: '18', replies_ok: '18', bytes: String(SPARSE_SECOND + SPARSE_CHUNK), fnv1a64: share.sparseFnv });
   expect(get('forget').used_len).toBe('0');
   expect(get('batch-forget').used_len).toBe('0');
   expect(Number(get('batch-forget').count)).toBeGreaterThan(0);

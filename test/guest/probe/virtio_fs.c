@@ -1214,6 +1214,115 @@ static void test_bad(void)
 #undef GETATTR_ROOT
 }
 
+/*
+ * Requests in flight together: READs of 128 KiB covering sparse.bin, each followed by a GETATTR
+ * of the root, all added before one notification. Every reply must carry its own unique, error 0
+ * and the right length, whatever order they complete in (a server that moves large I/O off its
+ * main thread answers the small ones first). The data, put back in file order, must hash as the
+ * host's file.
+ */
+#define CONC_READS	16
+struct conc_slot {
+	struct fuse_in_header ih;
+	union {
+		struct fuse_read_in rd;
+		struct fuse_getattr_in ga;
+	} in;
+	struct fuse_out_header oh;
+	u8 out[sizeof(struct fuse_attr_out)];
+	u64 unique;
+	u32 want, used;	/* reply bytes expected (after the out header); used length */
+	bool done;
+};
+
+static void test_concurrent(void)
+{
+	static struct conc_slot *sl;
+	static u8 *cbuf;
+	const u32 chunk = 131072;
+	if (!sl) {
+		sl = dma_alloc(sizeof(*sl) * 2 * CONC_READS, 64);
+		cbuf = dma_alloc((u64)chunk * CONC_READS, 4096);
+	}
+	struct fuse_entry_out e;
+	struct fuse_open_out o;
+	int r = !sl || !cbuf ? FS_E_QFULL : fs_lookup(FUSE_ROOT_ID, "sparse.bin", &e);
+	if (!r)
+		r = fs_open(FUSE_OPEN, e.nodeid, L_O_RDONLY, &o);
+	if (r) {
+		result("concurrent-reads", "READ", r, NULL);
+		return;
+	}
+	u64 size = e.attr.size;
+	u32 nreads = (u32)((size + chunk - 1) / chunk);
+	if (nreads > CONC_READS)
+		nreads = CONC_READS;
+	u32 n = 2 * nreads, added = 0;
+	for (u32 i = 0; i < n; i++) {
+		struct conc_slot *c = &sl[i];
+		bool rd = !(i & 1);
+		u64 off = (u64)(i / 2) * chunk;
+		memset(c, 0, sizeof(*c));
+		c->unique = ++F.unique;
+		c->oh.len = 0xffffffffu;
+		c->oh.error = 1;
+		u32 in_len = (u32)sizeof(c->ih) + (rd ? (u32)sizeof(c->in.rd) : (u32)sizeof(c->in.ga));
+		c->ih = (struct fuse_in_header){ .len = in_len, .opcode = rd ? FUSE_READ : FUSE_GETATTR, .unique = c->unique,
+						 .nodeid = rd ? e.nodeid : FUSE_ROOT_ID, .pid = 1 };
+		if (rd)
+			c->in.rd = (struct fuse_read_in){ .fh = o.fh, .offset = off, .size = chunk };
+		c->want = rd ? (u32)(size - off < chunk ? size - off : chunk) : (u32)sizeof(struct fuse_attr_out);
+		struct vq_seg sg[3] = {
+			{ (u64)(uintptr_t)&c->ih, in_len, false },
+			{ (u64)(uintptr_t)&c->oh, sizeof(c->oh), true },
+			{ rd ? (u64)(uintptr_t)(cbuf + (u64)(i / 2) * chunk) : (u64)(uintptr_t)c->out, rd ? chunk : (u32)sizeof(c->out), true },
+		};
+		if (vq_add(&F.rq, sg, 3, (void *)(uintptr_t)c->unique, true) < 0)
+			break;
+		added++;
+		F.requests++;
+	}
+	vq_kick(&F.rq, false);	/* one notification for all of them */
+	char order[3 * 2 * CONC_READS + 1];
+	u32 olen = 0, completed = 0, ok = 0, in_order = 1;
+	u64 deadline = tsc_deadline_us(F.timeout_us);
+	while (completed < added && tsc_before(deadline)) {
+		void *t;
+		u32 len;
+		if (!vq_pop(&F.rq, &t, &len)) {
+			cpu_relax();
+			continue;
+		}
+		for (u32 i = 0; i < added; i++) {
+			struct conc_slot *c = &sl[i];
+			if ((void *)(uintptr_t)c->unique != t || c->done)
+				continue;
+			barrier();
+			c->done = true;
+			c->used = len;
+			in_order &= i == completed;
+			completed++;
+			ok += c->oh.unique == c->unique && c->oh.error == 0 && c->oh.len == sizeof(c->oh) + c->want;
+			olen += (u32)snprintf(order + olen, sizeof(order) - olen, "%s%c%u", olen ? "," : "", i & 1 ? 'g' : 'r', i / 2);
+		}
+	}
+	if (completed < added)
+		F.timeouts++;
+	u64 h = FNV_INIT, bytes = 0;
+	for (u32 i = 0; i < added; i += 2) {
+		if (!sl[i].done || sl[i].oh.error)
+			break;
+		u32 got = sl[i].oh.len - (u32)sizeof(sl[i].oh);
+		h = fnv(cbuf + (u64)(i / 2) * chunk, got, h);
+		bytes += got;
+	}
+	order[olen] = 0;
+	result("concurrent-reads", "READ", completed < added ? FS_E_TIMEOUT : 0,
+	       "requests=%u completed=%u replies_ok=%u bytes=%llu fnv1a64=%016llx in_order=%u order=%s", added, completed, ok,
+	       (unsigned long long)bytes, (unsigned long long)h, in_order, order);
+	fs_release(FUSE_RELEASE, e.nodeid, o.fh, L_O_RDONLY);
+}
+
 static void fs_test(void)
 {
 	if (!fs_start("fs"))
@@ -1548,6 +1657,7 @@ static void fs_test(void)
 	result("removexattr-missing", "REMOVEXATTR", r, NULL);
 
 	test_confinement();
+	test_concurrent();
 
 	/* FORGET one node (the symlink), BATCH_FORGET the rest; the server keeps answering */
 	if (se.nodeid) {

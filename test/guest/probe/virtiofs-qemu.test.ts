@@ -101,6 +101,8 @@ describe.skipIf(skipReason !== '')('probe virtio-fs client against QEMU vhost-us
     checkFsRun(run.r.probe, run.share, 'qemu', run.r.output);
     // virtiofsd gives READDIRPLUS entries a nodeid except "." and ".."
     expect(run.r.probe.find((p) => p.case === 'readdirplus')!.with_nodeid).toBe('4');
+    // virtiofsd serves a queue from one thread: in submission order
+    expect(run.r.probe.find((p) => p.case === 'concurrent-reads')!.in_order).toBe('1');
     checkCachePolicy(run.r.probe, 'auto', QEMU_CACHE.auto);
   }, 150_000);
 

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fnv1a64 } from './parse';
 
@@ -33,6 +33,8 @@ export interface FsShare {
   /** hello.txt: size and FNV-1a 64 of its content. */
   helloSize: number;
   helloFnv: string;
+  /** FNV-1a 64 of sparse.bin as a whole (holes read as zeroes). */
+  sparseFnv: string;
 }
 
 /** Size of hello.txt: not a multiple of 4096 or 65536, so the last READ is short. */
@@ -78,7 +80,8 @@ export function prepareShare(base: string): FsShare {
   symlinkSync(secretPath, join(sharedDir, 'escape'));
   symlinkSync('../secret.txt', join(sharedDir, 'escape-rel'));
   symlinkSync(join(base, 'outside'), join(sharedDir, 'escape-dir'));
-  return { base, sharedDir, secretPath, secretFnv: fnv1a64(secret), helloSize: HELLO_SIZE, helloFnv: fnv1a64(hello) };
+  const sparseFnv = fnv1a64(readFileSync(join(sharedDir, 'sparse.bin')));
+  return { base, sharedDir, secretPath, secretFnv: fnv1a64(secret), helloSize: HELLO_SIZE, helloFnv: fnv1a64(hello), sparseFnv };
 }
 
 export interface VirtiofsdOptions {
