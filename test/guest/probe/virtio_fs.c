@@ -1,8 +1,9 @@
 /*
  * virtio-fs driver and FUSE client (virtio 1.2 §5.11, Linux include/uapi/linux/fuse.h), from the
  * driver's side, so that QEMU's vhost-user-fs-pci + virtiofsd and kvmkit's VirtioFs can be held
- * to the same answers. One FUSE request at a time on the first request queue (queue 1); FORGET
- * and BATCH_FORGET go on the hiprio queue (queue 0), as Linux sends them.
+ * to the same answers. One FUSE request at a time on the first request queue (queue 1), except
+ * the concurrent-reads case (18 in flight); FORGET and BATCH_FORGET go on the hiprio queue
+ * (queue 0), as Linux sends them.
  *
  *   probe.test=fs       INIT, then every operation a file system needs on the share the test
  *                       prepared (README.md, "virtio-fs": the layout and every PROBE line),
@@ -13,7 +14,9 @@
  * Options: probe.fs.dev=N (which virtio-fs device, default 0), probe.fs.indirect=0|1,
  * probe.fs.eventidx=0|1 (default 1), probe.fs.qsize=N (default min(128, max)), probe.fs.minor=N
  * (FUSE minor version sent in INIT, default 37 as Linux 6.1), probe.fs.timeout_ms=N (per
- * request, default 5000), probe.fs.destroy=0|1 (send FUSE_DESTROY at the end, default 1);
+ * request, default 5000), probe.fs.flags=N (INIT flags), probe.fs.destroy=0|1 (send FUSE_DESTROY
+ * at the end, default 1), probe.fs.bad=all|<case>,... (fs: malformed requests afterwards, default
+ * none), probe.fs.bad_timeout_ms=N (default 500);
  * fsbench: probe.fs.bench=lookup,create,seqwrite,seqread, probe.fs.lookups=N (default 10000),
  * probe.fs.files=N (default 1000), probe.fs.filesize=N (default 4096), probe.fs.size=MiB
  * (default 256), probe.fs.bs=N (bytes per READ/WRITE, default 1 MiB, capped by max_write and
