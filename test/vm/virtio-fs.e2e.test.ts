@@ -31,7 +31,7 @@ async function runFs(share: FsShare, params: string, tag = 'myfs', cache?: FsCac
   const info = await vm.exited;
   clearTimeout(timer);
   const output = vm.serial.output;
-  return { info, records: parseProbeLines(output), output, errors, fs };
+  return { info, records: parseProbeLines(output), output, errors, fs, stats: vm.deviceStats() };
 }
 
 const one = (records: ProbeRecord[], key: string): ProbeRecord => {
@@ -63,9 +63,13 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
 
   it('probe.test=fs: every operation, error code and confinement case answers as the shared table allows', async () => {
     const share = prepareShare(mkdtempSync(join(dir, 'fs-')));
-    const { info, records, output, errors } = await runFs(share, 'probe.test=fs');
+    const { info, records, output, errors, stats } = await runFs(share, 'probe.test=fs');
     expect(info.reason, output).toBe('poweroff');
     expect(errors).toEqual([]);
+    // every notification of both queues went through the ioeventfd, none as an MMIO exit
+    const kicks = Number(one(records, 'fs-done').kicks);
+    expect(stats).toHaveLength(1);
+    expect(stats[0]).toMatchObject({ kind: 'virtio-fs', address: '00:01.0', mmioDoorbells: 0, doorbellWrites: kicks });
     checkDevice(records, 'myfs', output);
     checkFsRun(records, share, 'kvmkit', output);
     // where kvmkit's answer differs from virtiofsd's (allowed by the table): say so
