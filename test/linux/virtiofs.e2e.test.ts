@@ -5,7 +5,7 @@
  * `cache=never` and works in it: create, write, read, rename, unlink files and directories,
  * symlinks, hard links, chmod, truncate, xattrs, 1,000 small files. The host sees the guest's
  * changes while it runs and the guest sees the host's. A third share has a path allowlist that the
- * host widens and narrows while the guest runs (kvmkit: `VirtioFs.allowPaths`/`revokePaths`; QEMU's
+ * host widens and narrows while the guest runs (kvmkit: AddPaths/RemovePaths on its allowlist socket; QEMU's
  * virtiofsd has no allowlist, so its twin moves the entry in and out of the share, which is what
  * the guest must see either way). kvmkit: VirtioFs; QEMU: vhost-user-fs-pci with Debian's
  * virtiofsd (cache=none, xattr on).

@@ -1,8 +1,11 @@
 /**
  * Boots a check on kvmkit with kvmkit's own devices, with the same script and kernel command line
- * as the QEMU twin (kvmkit adds `root=` for a root disk itself).
+ * as the QEMU twin (kvmkit adds `root=` for a root disk itself). A virtio-fs allowlist is driven
+ * through its control socket with crosvm's wire protocol, as a user's other process would.
  */
+import { join } from 'node:path';
 import { VirtualMachine, VirtioBalloon, VirtioBlock, VirtioConsole, VirtioFs, VirtioRng, type VmDevice } from '../../../src';
+import { SeqpacketConnection } from '../../../src/net';
 import { HAS_KVM, IS_PVM, ensureProbe } from '../../helpers/env';
 import { checkParams, FIXTURE_MISSING, INITRD, KERNEL, linuxFixture } from './fixture';
 import { consoleLines, StepRunner, type DeviceSpec, type HostControl, type LinuxCheck, type TwinRun } from './spec';
@@ -19,7 +22,19 @@ export function kvmkitSkipReason(): string {
   return '';
 }
 
-function makeDevice(d: DeviceSpec): VmDevice {
+/** One request on a virtio-fs allowlist socket (`{"AddPaths":{"paths":[…]}}`); throws unless the answer is "Ok". */
+async function allowlistRequest(socket: string, command: 'AddPaths' | 'RemovePaths', paths: string[]): Promise<void> {
+  const conn = SeqpacketConnection.connect(socket);
+  try {
+    conn.send(JSON.stringify({ [command]: { paths } }));
+    const answer: unknown = JSON.parse(Buffer.from(await conn.nextMessage()).toString('utf8'));
+    if (answer !== 'Ok') throw new Error(`allowlist socket answered ${JSON.stringify(answer)} to ${command}`);
+  } finally {
+    conn.close();
+  }
+}
+
+function makeDevice(d: DeviceSpec, i: number, dir: string): VmDevice {
   switch (d.kind) {
     case 'blk':
       return new VirtioBlock({ path: d.path, ro: d.ro, root: d.root, id: d.id, blockSize: d.blockSize, sparse: d.sparse, directIo: d.directIo });
@@ -30,23 +45,33 @@ function makeDevice(d: DeviceSpec): VmDevice {
     case 'balloon':
       return new VirtioBalloon({ deflateOnOom: d.deflateOnOom });
     case 'fs':
-      return new VirtioFs({ sharedDir: d.sharedDir, tag: d.tag, cache: d.cache, allowedPaths: d.allowedPaths });
+      return new VirtioFs({
+        sharedDir: d.sharedDir, tag: d.tag, cache: d.cache, allowedPaths: d.allowedPaths,
+        allowlistSocket: d.allowedPaths ? join(dir, `allowlist${i}.sock`) : undefined,
+      });
   }
 }
 
-/** Boots `check` on kvmkit; resolves when the guest ends or `timeoutMs` passes (then it is stopped). */
-export async function bootKvmkit(check: LinuxCheck, timeoutMs: number): Promise<TwinRun> {
+/**
+ * Boots `check` on kvmkit; `dir` holds the sockets. Resolves when the guest ends or `timeoutMs`
+ * passes (then it is stopped).
+ */
+export async function bootKvmkit(check: LinuxCheck, dir: string, timeoutMs: number): Promise<TwinRun> {
   ensureProbe(); // builds the vCPU worker bundle on a direct vitest run
   const params = [...(IS_PVM ? linuxFixture.SLOW_HOST_CMDLINE.split(' ') : ['quiet']), ...checkParams(check)];
-  const devices = check.devices.map(makeDevice);
+  const devices = check.devices.map((d, i) => makeDevice(d, i, dir));
   const vm = new VirtualMachine({ kernel: KERNEL, initrd: INITRD, cpus: check.cpus ?? 2, mem: check.mem ?? 512, devices, params });
   const shares = devices.filter((d): d is VirtioFs => d instanceof VirtioFs);
-  const share = (i: number): VirtioFs => shares[i] ?? (() => { throw new Error(`no virtio-fs device ${i}`); })();
+  const socket = (i: number): string => {
+    const s = shares[i]?.allowlistSocket;
+    if (!s) throw new Error(`virtio-fs device ${i} has no allowlist socket`);
+    return s;
+  };
   const ctl: HostControl = {
     resizeDisk: (index, bytes) => vm.resizeDisk(index, bytes),
     balloon: (bytes) => vm.balloon(bytes),
-    allowPaths: async (i, paths) => share(i).allowPaths(paths),
-    revokePaths: async (i, paths) => share(i).revokePaths(paths),
+    allowPaths: (i, paths) => allowlistRequest(socket(i), 'AddPaths', paths),
+    revokePaths: (i, paths) => allowlistRequest(socket(i), 'RemovePaths', paths),
     async writeConsole(text) {
       vm.console.write(text);
     },

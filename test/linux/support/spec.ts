@@ -36,7 +36,8 @@ export type DeviceSpec =
       /** never | auto | always (QEMU's virtiofsd: none | auto | always). */
       cache?: 'never' | 'auto' | 'always';
       /**
-       * Turns the path allowlist on with these paths allowed (kvmkit `allowedPaths`). QEMU's
+       * Turns the path allowlist on with these paths allowed (kvmkit `allowedPaths`, plus an
+       * `allowlistSocket` the host's steps use). QEMU's
        * virtiofsd has no allowlist: its twin moves the top-level entries not allowed out of the
        * share until allowed (see qemuBoot.ts), which is what the guest must see either way.
        */
@@ -49,9 +50,9 @@ export interface HostControl {
   resizeDisk(index: number, bytes: number): Promise<void>;
   /** Set the balloon to take `bytes` from the guest (kvmkit `vm.balloon`; QMP `balloon` with mem - bytes). */
   balloon(bytes: number): Promise<void>;
-  /** Allow `paths` on the `fs`-th virtio-fs device (0-based among them; kvmkit `VirtioFs.allowPaths`). */
+  /** Allow `paths` on the `fs`-th virtio-fs device (0-based among them; kvmkit: AddPaths on its allowlist socket). */
   allowPaths(fs: number, paths: string[]): Promise<void>;
-  /** Revoke `paths` on the `fs`-th virtio-fs device (kvmkit `VirtioFs.revokePaths`). */
+  /** Revoke `paths` on the `fs`-th virtio-fs device (kvmkit: RemovePaths on its allowlist socket). */
   revokePaths(fs: number, paths: string[]): Promise<void>;
   /** Type into the virtio console (hvc0). */
   writeConsole(text: string): Promise<void>;

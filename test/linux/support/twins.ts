@@ -64,7 +64,7 @@ function describeOne(vmm: TwinRun['vmm'], skip: string, o: LinuxTwinsOptions): v
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), `kvmkit-linux-${vmm}-`));
       const check = await o.prepare(dir, vmm);
-      run = vmm === 'kvmkit' ? await bootKvmkit(check, timeout) : await bootQemu(check, dir, timeout);
+      run = vmm === 'kvmkit' ? await bootKvmkit(check, dir, timeout) : await bootQemu(check, dir, timeout);
       console.log(`${o.file} on ${label}: ${run.poweredOff ? 'powered off' : 'did NOT power off'} after ${(run.ms / 1000).toFixed(1)} s, `
         + `script status ${run.exitStatus ?? 'none'}, steps ${run.stepsRun.join(',') || 'none'}, command line ${run.cmdline.length} bytes\n`
         + run.lines.filter((l) => l.startsWith('@') || l.startsWith('KVMKIT-')).join('\n'));
