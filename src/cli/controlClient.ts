@@ -1,25 +1,14 @@
 /**
- * The client side of kvmkit's control socket: newline-delimited JSON over a Unix stream socket.
- * One request line (`{"command":"status"}`) is answered by one line, `{"ok":true,"result":...}`
- * or `{"ok":false,"error":"..."}`. The `kvmkit stop|suspend|resume|status|balloon|balloon_stats|disk resize`
- * commands use it.
+ * A one-shot client of kvmkit's control socket (src/control/protocol.ts: newline-delimited JSON
+ * over a Unix stream socket, `{"command":"status"}` answered by `{"ok":true,"result":...}` or
+ * `{"ok":false,"error":"..."}`), for the `kvmkit stop|suspend|resume|status|balloon|balloon_stats|disk
+ * resize` commands: one request, its answer within a time limit, and messages for a person at a
+ * shell (`no kvmkit VM listens on SOCK`). Programs keep a connection with `ControlClient`.
  * @module
  */
 import { createConnection } from 'node:net';
 import { KvmkitError } from '../errors';
-
-/** A request of the control protocol. */
-export type ControlRequest =
-  | { command: 'stop' }
-  | { command: 'suspend' }
-  | { command: 'resume' }
-  | { command: 'status' }
-  | { command: 'balloon'; bytes: number }
-  | { command: 'balloon_stats' }
-  | { command: 'disk_resize'; index: number; bytes: number };
-
-/** The answer line of the control protocol. */
-export type ControlResponse = { ok: true; result?: unknown } | { ok: false; error: string };
+import type { ControlRequest, ControlResponse } from '../control/protocol';
 
 /** A control request that could not be made or that the VM refused. */
 export class ControlClientError extends KvmkitError {}

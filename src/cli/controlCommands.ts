@@ -6,7 +6,8 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { ConfigError } from '../errors';
-import { controlRequest, type ControlRequest } from './controlClient';
+import { controlRequest } from './controlClient';
+import type { ControlRequest } from '../control/protocol';
 import { parseByteSize, parseIndex } from './sizeArgument';
 
 const SOCK_HELP = 'VM control socket path (the -s/--socket of kvmkit run)';

@@ -90,6 +90,7 @@ export async function runGuest(config: KvmkitConfig): Promise<number> {
   process.on('SIGTERM', onSignal);
   try {
     await vm.start();
+    if (vm.controlSocket !== undefined) process.stderr.write(`kvmkit: control socket ${vm.controlSocket}\n`);
     if (serial.stdin) {
       if (process.stdin.isTTY) process.stdin.setRawMode(false);
       process.stdin.on('data', onData);

@@ -9,29 +9,16 @@
  * @module
  */
 import { ConfigError } from '../errors';
+import { MAX_TAG_BYTES, type CachePolicy, type VirtioFsOptions } from '../devices/virtio/fs/VirtioFsOptions';
 
 /** How the guest may cache file contents (crosvm `cache=`). */
-export type SharedDirCache = 'never' | 'auto' | 'always';
+export type SharedDirCache = CachePolicy;
 
 /**
- * A parsed `--shared-dir`, the options of the virtio-fs device. Only the keys given are set; the
- * device applies the defaults (cache `auto`, timeout 5 s, writeback false).
+ * A parsed `--shared-dir`: the options of `new VirtioFs()` it sets. Only the keys given are set;
+ * the device applies the defaults (cache `auto`, timeout 5 s or 0 with `cache=never`, writeback false).
  */
-export interface SharedDirOptions {
-  /** Host directory to share. */
-  sharedDir: string;
-  /** Tag the guest mounts it by: 1 to 36 bytes of UTF-8 (virtio 1.2 §5.11.4 `tag[36]`). */
-  tag: string;
-  /** Guest cache policy (default `auto`: close-to-open consistency). */
-  cache?: SharedDirCache;
-  /** Seconds the guest may keep attributes and directory entries (default 5). */
-  timeout?: number;
-  /** Writeback caching in the guest (default false). */
-  writeback?: boolean;
-}
-
-/** virtio 1.2 §5.11.4: `u8 tag[36]`. */
-export const MAX_TAG_BYTES = 36;
+export type SharedDirOptions = Pick<VirtioFsOptions, 'sharedDir' | 'tag' | 'cache' | 'timeout' | 'writeback'>;
 
 /** The keys after PATH:TAG that kvmkit implements. */
 export const SHARED_DIR_KEYS = ['type', 'cache', 'timeout', 'writeback'] as const;
@@ -43,7 +30,7 @@ const CROSVM_ONLY_KEYS = [
   'unmap_guest_memory_on_fork',
 ];
 
-const CACHES: readonly SharedDirCache[] = ['never', 'auto', 'always'];
+const CACHES: readonly CachePolicy[] = ['never', 'auto', 'always'];
 
 /** crosvm's `--help` text for `--shared-dir`, limited to what kvmkit implements, with defaults. */
 export const SHARED_DIR_OPTION_HELP = `colon-separated options for sharing a host directory
@@ -56,7 +43,8 @@ order. Valid keys:
     cache=(never, auto, always) - Whether the VM can cache
         the contents of the shared directory. (default: auto)
     timeout=SECONDS - How long the VM may consider file
-        attributes and directory entries valid. (default: 5)
+        attributes and directory entries valid.
+        (default: 5, or 0 with cache=never)
     writeback=BOOL - Enables writeback caching. (default: false)`;
 
 /**
@@ -90,7 +78,7 @@ export function parseSharedDirOption(text: string): SharedDirOptions {
         break;
       case 'cache':
         if (!(CACHES as readonly string[]).includes(value)) throw new ConfigError('cache', 'must be never, auto or always', value);
-        out.cache = value as SharedDirCache;
+        out.cache = value as CachePolicy;
         break;
       case 'timeout':
         if (!/^(0|[1-9][0-9]*)$/.test(value) || !Number.isSafeInteger(Number(value))) throw new ConfigError('timeout', 'must be a whole number of seconds', value);

@@ -6,31 +6,30 @@
 import { ConfigError } from '../errors';
 import { VirtioBlock } from '../devices/virtio/block/VirtioBlock';
 import { VirtioBalloon } from '../devices/virtio/balloon/VirtioBalloon';
-import type { VmDevice } from '../devices/VmDevice';
+import { VirtioFs } from '../devices/virtio/fs/VirtioFs';
+import type { VirtioDevice } from '../devices/virtio/VirtioDevice';
 import type { VirtualMachineOptions } from '../vm/options';
 import type { KvmkitConfig } from './KvmkitConfig';
 import { parseConfig, type ConfigObject, type LoadConfigOptions } from './configFile';
 
 /**
- * Options for `new VirtualMachine()` from a merged configuration. Block devices are opened here;
- * if one fails, those opened before it are closed again. As in crosvm, a virtio-balloon device
- * follows them unless `noBalloon` (`--no-balloon`) is set.
+ * Options for `new VirtualMachine()` from a merged configuration. Block devices open their images
+ * and virtio-fs devices their directories here; if one fails, those opened before it are closed
+ * again. Devices come in this order: block devices (so disk indexes and /dev/vdX follow `block`),
+ * shared directories, then, as in crosvm, a virtio-balloon unless `noBalloon` (`--no-balloon`).
  * The serial console is not a VM option: the caller connects `serial` events as `config.serial` says.
- * @throws ConfigError when the kernel is missing or an option is not supported yet; DiskError for an image that cannot be opened
+ * @throws ConfigError when the kernel is missing or a shared directory cannot be opened; DiskError for an image that cannot be opened
  */
 export async function toVmOptions(config: KvmkitConfig): Promise<VirtualMachineOptions> {
   if (config.kernel === undefined) {
     throw new ConfigError('kernel', 'is required: give KERNEL on the command line, --kernel, or "kernel" in a --cfg file');
   }
-  if (config.sharedDirs.length > 0) {
-    // TODO(virtio-fs): construct `new VirtioFs(options)` here once src/devices/virtio/fs/ exists.
-    throw new ConfigError('shared-dir', 'is not supported yet: kvmkit has no virtio-fs device yet', config.sharedDirs[0]!.sharedDir);
-  }
-  const devices: VmDevice[] = [];
+  const devices: VirtioDevice[] = [];
   try {
     for (const b of config.block) devices.push(new VirtioBlock(b));
+    for (const s of config.sharedDirs) devices.push(new VirtioFs(s));
   } catch (e) {
-    await Promise.all(devices.map((d) => (d as VirtioBlock).close()));
+    await Promise.all(devices.map((d) => d.close()));
     throw e;
   }
   if (config.noBalloon !== true) devices.push(new VirtioBalloon());
@@ -41,13 +40,9 @@ export async function toVmOptions(config: KvmkitConfig): Promise<VirtualMachineO
     ...(config.initrd !== undefined && { initrd: config.initrd }),
     ...(config.cpus !== undefined && { cpus: config.cpus }),
     ...(config.mem !== undefined && { mem: config.mem }),
+    // the VM serves it, naming it kvmkit-<pid>.sock inside a directory as crosvm does
+    ...(config.socket !== undefined && { socket: config.socket }),
   };
-  if (config.socket !== undefined) {
-    // TODO(control socket): `socket` joins VirtualMachineOptions with src/control/; until it does it is
-    // set without the type's help (a VirtualMachine without control-socket support ignores it).
-    // The VM serves it and names it kvmkit-<pid>.sock when it is a directory, as crosvm does.
-    Object.assign(options, { socket: config.socket });
-  }
   return options;
 }
 

@@ -60,7 +60,8 @@ describe.skipIf(!HAS_KVM || !HAS_CONTROL)('kvmkit control subcommands against a 
     if (vm.exitCode === null) vm.kill('SIGKILL');
   });
 
-  it('the socket is created with mode 0600 inside the directory given to -s', () => {
+  it('the socket is created with mode 0600 inside the directory given to -s, and kvmkit run says where', () => {
+    expect(err).toContain(`kvmkit: control socket ${sock}\n`);
     const st = statSync(sock);
     expect(st.isSocket()).toBe(true);
     expect(st.mode & 0o777).toBe(0o600);

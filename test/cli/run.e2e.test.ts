@@ -137,7 +137,7 @@ describe.skipIf(!HAS_KVM)('kvmkit run options', () => {
       [['-c', 'num-cores=x'], 'cpus must be an integer from 1 to 254, got "x"'],
       [['--serial', 'type=tty'], 'type must be stdout, file or sink, got "tty"'],
       [['--shared-dir', '/srv:tag'], 'type is required: add :type=fs'],
-      [['--shared-dir', `${dir}:tag:type=fs`], 'shared-dir is not supported yet'],
+      [['--shared-dir', `${join(dir, 'no-such-dir')}:tag:type=fs`], 'no-such-dir'],
       [['-b', join(dir, 'missing.img')], 'missing.img'],
       [['-b', join(dir, 'missing.img'), '-p', 'x'], 'missing.img'],
       [['--kernel', '/other/bzImage'], 'kernel is given twice: as KERNEL'],
@@ -169,6 +169,20 @@ describe.skipIf(!HAS_KVM)('kvmkit run options', () => {
     expect(none.stdout).toContain('PROBE pci_count=0');
     writeFileSync(join(dir, 'nob.json'), JSON.stringify({ 'no-balloon': true }));
     expect(kvmkit(['run', '--cfg', 'nob.json', ...PROBE_FAST, probe]).stdout).toContain('PROBE pci_count=0');
+  });
+
+  it('--shared-dir and "shared-dir" give the guest virtio-fs shares with the options given', () => {
+    const share = mkdtempSync(join(dir, 'share-'));
+    writeFileSync(join(share, 'hello.txt'), 'hello\n');
+    const r = kvmkit(['run', '--shared-dir', `${share}:myshare:type=fs:timeout=7`, ...PROBE_FAST, '-p', 'probe.test=fs', probe]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/PROBE virtio-fs index=0 init=ok .* tag="myshare"/);
+    expect(r.stdout).toMatch(/PROBE fs case=getattr-root op=GETATTR err=0 .* attr_valid=7\.000000000/);
+    expect(r.stdout).toMatch(/PROBE fs case=read-file op=READ err=0 errno=0 bytes=6 /);
+    writeFileSync(join(dir, 'fs.json'), JSON.stringify({ 'shared-dir': [`${share}:fromfile:type=fs:cache=always`] }));
+    const f = kvmkit(['run', '--cfg', 'fs.json', ...PROBE_FAST, '-p', 'probe.test=fs', probe]);
+    expect(f.stdout).toMatch(/PROBE virtio-fs index=0 init=ok .* tag="fromfile"/);
+    expect(f.stdout).toMatch(/PROBE fs case=open-file op=OPEN err=0 errno=0 fh=\d+ open_flags=0x2/); // FOPEN_KEEP_CACHE (fuse.h) with cache=always
   });
 
   it('Ctrl-C (SIGINT) stops the guest cleanly and exits 0', async () => {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors';
 import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
 import { VirtioBalloon } from '../../src/devices/virtio/balloon/VirtioBalloon';
+import { VirtioFs } from '../../src/devices/virtio/fs/VirtioFs';
 import {
   emptyConfig, parseCpusOption, parseMemOption, parseSerialOption, parseSharedDirOption, toVmOptions, vmOptionsFromConfig,
 } from '../../src/config';
@@ -131,9 +132,23 @@ describe('toVmOptions / vmOptionsFromConfig', () => {
     await Promise.all(withDisk.devices!.map((d) => (d as VirtioBlock).close()));
   });
 
-  it('requires a kernel, and refuses shared-dir until kvmkit has virtio-fs', async () => {
+  it('requires a kernel', async () => {
     await expect(toVmOptions(emptyConfig())).rejects.toThrow('kernel is required: give KERNEL on the command line, --kernel, or "kernel" in a --cfg file');
-    await expect(vmOptionsFromConfig({ kernel: 'k', 'shared-dir': '/srv:t:type=fs' })).rejects.toThrow('shared-dir is not supported yet: kvmkit has no virtio-fs device yet, got "/srv"');
+  });
+
+  it('shared-dir gives virtio-fs devices after the disks and before the balloon, with the keys given', async () => {
+    const share = mkdtempSync(join(dir, 'share-'));
+    const disk = img('fs-order.img');
+    const o = await vmOptionsFromConfig({ kernel: 'k', block: [disk], 'shared-dir': [`${share}:one:type=fs:cache=never`, `${share}:two:type=fs:timeout=9:writeback=true`] });
+    try {
+      expect(o.devices!.map((d) => d.deviceKind)).toEqual(['virtio-blk', 'virtio-fs', 'virtio-fs', 'virtio-balloon']);
+      const [, one, two] = o.devices as VirtioFs[];
+      expect([one!.tag, one!.cache, one!.timeout, one!.writeback]).toEqual(['one', 'never', 0, false]); // the device's default timeout for cache=never
+      expect([two!.tag, two!.cache, two!.timeout, two!.writeback]).toEqual(['two', 'auto', 9, true]);
+    } finally {
+      await Promise.all((o.devices as VirtioBlock[]).map((d) => d.close()));
+    }
+    await expect(vmOptionsFromConfig({ kernel: 'k', 'shared-dir': `${join(dir, 'no-such-dir')}:t:type=fs` })).rejects.toThrow(/no-such-dir/);
   });
 
   it('closes the images it opened when a later one fails', async () => {
@@ -141,6 +156,8 @@ describe('toVmOptions / vmOptionsFromConfig', () => {
     const fds = () => readdirSync('/proc/self/fd').length;
     const before = fds();
     await expect(vmOptionsFromConfig({ kernel: 'k', block: [ok, ok, join(dir, 'missing.img')] })).rejects.toThrow(/missing\.img/);
+    const share = mkdtempSync(join(dir, 'share-'));
+    await expect(vmOptionsFromConfig({ kernel: 'k', block: [ok], 'shared-dir': [`${share}:a:type=fs`, `${join(dir, 'gone')}:b:type=fs`] })).rejects.toThrow(/gone/);
     expect(fds()).toBe(before);
   });
 
