@@ -116,6 +116,61 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
     expect(errors.map((e) => e.message)).toEqual([]);
   }, 150_000);
 
+  // kvmkit only: virtiofsd has no allowlist (crosvm's feature)
+  it('allowlist from the driver\'s side: only allowed paths and the directories leading to them are visible; widened and revoked while the guest runs', async () => {
+    const share = prepareShare(mkdtempSync(join(dir, 'allow-')));
+    const fs = new VirtioFs({ sharedDir: share.sharedDir, tag: 'myfs', allowedPaths: ['/dir/sub', '/dir/a.txt'] });
+    const vm = new VirtualMachine({
+      kernel: probe,
+      mem: 256,
+      devices: [fs],
+      params:
+        'probe.quiet probe.ring=3 probe.test=fsvisible probe.fs.paths=hello.txt,dir,dir/a.txt,dir/b.txt,dir/sub,escape ' +
+        'probe.fs.hold=dir/a.txt probe.fs.rounds=30 probe.fs.round_ms=30',
+    });
+    await vm.start();
+    const timer = setTimeout(() => void vm.stop(), 120_000);
+    // Round WIDEN's line is printed after its lookups, so rounds up to it show the old state; the
+    // change is made as soon as the line is seen, while the guest waits round_ms before the next
+    // round, so GRACE rounds after it may still show either; later ones must show the new state.
+    const WIDEN = 3;
+    const REVOKE = 12;
+    const GRACE = 3;
+    await vm.serial.waitFor(new RegExp(`PROBE fs-visible round=${WIDEN} `), { timeoutMs: 60_000 });
+    fs.allowPaths(['/hello.txt']);
+    await vm.serial.waitFor(new RegExp(`PROBE fs-visible round=${REVOKE} `), { timeoutMs: 60_000 });
+    fs.revokePaths(['/dir/a.txt', '/dir/sub']);
+    const info = await vm.exited;
+    clearTimeout(timer);
+    const output = vm.serial.output;
+    expect(info.reason, output).toBe('poweroff');
+    const all = parseProbeLines(output).filter((r) => r.key === 'fs-visible');
+    expect(all.find((r) => r.hold !== undefined)).toMatchObject({ hold: 'dir/a.txt', err: '0' });
+    const rounds = all.filter((r) => r.round !== undefined);
+    expect(rounds.map((r) => Number(r.round))).toEqual([...Array(30).keys()]);
+    const initial = { 'hello.txt': 'ENOENT', dir: '0', 'dir/a.txt': '0', 'dir/b.txt': 'ENOENT', 'dir/sub': '0', escape: 'ENOENT', root: '.:4,..:4,dir:4', held_open: '0' };
+    const widened = { ...initial, 'hello.txt': '0', root: '.:4,..:4,dir:4,hello.txt:8' };
+    // revoked at once for new lookups and opens of the node the guest holds; the directory that
+    // only led to them goes too
+    const revoked = { ...widened, dir: 'ENOENT', 'dir/a.txt': 'ENOENT', 'dir/sub': 'ENOENT', root: '.:4,..:4,hello.txt:8', held_open: 'EACCES' };
+    const pick = (r: ProbeRecord) => Object.fromEntries(Object.keys(initial).map((k) => [k, r[k]]));
+    for (const r of rounds) {
+      const n = Number(r.round);
+      const states = n <= WIDEN ? [initial] : n <= WIDEN + GRACE ? [initial, widened] : n <= REVOKE ? [widened] : n <= REVOKE + GRACE ? [widened, revoked] : [revoked];
+      expect(states, `round ${n}: ${JSON.stringify(pick(r))}`).toContainEqual(pick(r));
+      // the handle opened before any change reads on: revocation does not take back open files
+      expect(r, `round ${n}`).toMatchObject({ held_read: '0', held_read_bytes: '1' });
+    }
+    // each path changes once (no flapping back)
+    for (const k of Object.keys(initial)) {
+      const seq = rounds.map((r) => r[k]);
+      const changes = seq.filter((v, i) => i > 0 && v !== seq[i - 1]).length;
+      expect(changes, `${k}: ${seq.join(' ')}`).toBeLessThanOrEqual(k === 'root' ? 2 : 1);
+    }
+    const last = rounds[rounds.length - 1]!;
+    console.log(`allowlist: held nodeid after revocation: getattr ${last.held_getattr}, open ${last.held_open}, read ${last.held_read}`);
+  }, 150_000);
+
   it('fsbench (small sizes), then fs in the same boot after DESTROY and a device reset', async () => {
     const share = prepareShare(mkdtempSync(join(dir, 'bench-')));
     const { info, records, output } = await runFs(share, 'probe.test=fsbench,fs probe.fs.lookups=500 probe.fs.files=300 probe.fs.size=8');

@@ -10,6 +10,8 @@
  *                       error codes, and confinement (host symlinks pointing out of the share)
  *   probe.test=fsbench  LOOKUP+GETATTR rate, create+write+release of small files, sequential
  *                       write and read of one large file
+ *   probe.test=fsvisible  rounds of LOOKUPs of given paths, a root listing and a held handle:
+ *                       what a (changing) allowlist lets the guest see (kvmkit)
  *
  * Options: probe.fs.dev=N (which virtio-fs device, default 0), probe.fs.indirect=0|1,
  * probe.fs.eventidx=0|1 (default 1), probe.fs.qsize=N (default min(128, max)), probe.fs.minor=N
@@ -1681,6 +1683,116 @@ static void fs_test(void)
 	fs_stop();
 }
 PROBE_TEST("fs", fs_test);
+
+/* ---- fsvisible: what a (changing) allowlist lets the guest see ---- */
+
+/* LOOKUP a path relative to the root, one component at a time; e gets the last entry */
+static int walk(const char *path, struct fuse_entry_out *e)
+{
+	char comp[NAME_LEN];
+	u64 parent = FUSE_ROOT_ID;
+	int r = -2;
+	const char *p = path;
+	while (*p) {
+		const char *q = p;
+		while (*q && *q != '/')
+			q++;
+		u32 n = (u32)(q - p);
+		if (n) {
+			if (n >= sizeof(comp))
+				return -36;	/* ENAMETOOLONG */
+			memcpy(comp, p, n);
+			comp[n] = 0;
+			r = fs_lookup(parent, comp, e);
+			if (r)
+				return r;
+			parent = e->nodeid;
+		}
+		p = *q ? q + 1 : q;
+	}
+	return r;
+}
+
+/*
+ * probe.test=fsvisible: probe.fs.rounds=N rounds (default 1), probe.fs.round_ms=N apart (default
+ * 100), each one line
+ *   fs-visible round=<i> <path>=<err> ... root=<names of the root, READDIR> [held_open= held_read=
+ *   held_getattr=]
+ * for the paths of probe.fs.paths=a,b/c,... (relative to the root). probe.fs.hold=<path> is looked
+ * up and opened before the first round; each round then OPENs its nodeid again, READs through the
+ * handle opened at the start and GETATTRs it: what happens to what the guest already holds when a
+ * path is revoked. Lookup counts are forgotten after every round.
+ */
+static void fsvisible_test(void)
+{
+	if (!fs_start("fs-visible"))
+		return;
+	static char paths[512], hold[128], line[1024];
+	if (!cmdline_get("probe.fs.paths", paths, sizeof(paths)))
+		paths[0] = 0;
+	bool holding = cmdline_get("probe.fs.hold", hold, sizeof(hold)) && hold[0];
+	u64 rounds = opt_u64("probe.fs.rounds", 1), round_ms = opt_u64("probe.fs.round_ms", 100);
+	struct fuse_entry_out e;
+	struct fuse_open_out o, o2;
+	u64 held = 0, held_fh = 0, held_lookups = 0;
+	char tmp[16];
+	if (holding) {
+		int r = walk(hold, &e);
+		if (!r)
+			r = fs_open(FUSE_OPEN, e.nodeid, L_O_RDONLY, &o);
+		probe("fs-visible hold=%s err=%s", hold, err_str(r, tmp, sizeof(tmp)));
+		if (!r) {
+			held = e.nodeid;
+			held_fh = o.fh;
+			held_lookups = untrack(held);	/* kept apart from the per-round forgets */
+		}
+	}
+	for (u64 round = 0; round < rounds; round++) {
+		int k = snprintf(line, sizeof(line), "fs-visible round=%llu", (unsigned long long)round);
+		char *p = paths;
+		while (*p && k < (int)sizeof(line) - 100) {
+			char *q = p;
+			while (*q && *q != ',')
+				q++;
+			char save = *q;
+			*q = 0;
+			if (*p)
+				k += snprintf(line + k, sizeof(line) - k, " %s=%s", p, err_str(walk(p, &e), tmp, sizeof(tmp)));
+			*q = save;
+			p = save ? q + 1 : q;
+		}
+		int r = fs_open(FUSE_OPENDIR, FUSE_ROOT_ID, L_O_RDONLY | L_O_DIRECTORY, &o2);
+		if (!r) {
+			r = list_dir(FUSE_READDIR, FUSE_ROOT_ID, o2.fh, 4096, &lst);
+			fs_release(FUSE_RELEASEDIR, FUSE_ROOT_ID, o2.fh, 0);
+		}
+		list_join(&lst, names, 400);
+		k += snprintf(line + k, sizeof(line) - k, " root_err=%s root=%s", err_str(r, tmp, sizeof(tmp)), r ? "" : names);
+		if (held) {
+			struct fuse_attr a;
+			u32 got = 0;
+			int ro = fs_open(FUSE_OPEN, held, L_O_RDONLY, &o2);
+			if (!ro)
+				fs_release(FUSE_RELEASE, held, o2.fh, L_O_RDONLY);
+			int rr = fs_read(held, held_fh, 0, 4096, F.big, &got);
+			int rg = fs_getattr(held, &a);
+			k += snprintf(line + k, sizeof(line) - k, " held_open=%s", err_str(ro, tmp, sizeof(tmp)));
+			k += snprintf(line + k, sizeof(line) - k, " held_read=%s held_read_bytes=%u", err_str(rr, tmp, sizeof(tmp)), got);
+			k += snprintf(line + k, sizeof(line) - k, " held_getattr=%s", err_str(rg, tmp, sizeof(tmp)));
+		}
+		probe("%s", line);
+		u32 c, u;
+		fs_batch_forget_all(&c, &u);
+		udelay(round_ms * 1000);
+	}
+	if (held) {
+		fs_release(FUSE_RELEASE, held, held_fh, L_O_RDONLY);
+		u32 u;
+		fs_forget(held, held_lookups, &u);
+	}
+	fs_stop();
+}
+PROBE_TEST("fsvisible", fsvisible_test);
 
 /* ---- fsbench ---- */
 
