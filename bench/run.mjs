@@ -130,3 +130,4 @@ if (ONLY !== 'boot') {
   const r = await blockBench({ quick: QUICK, rounds: roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : undefined });
   if (r.failures.length) process.exitCode = 1;
 }
+if (!ONLY || ONLY === 'fs') if ((await (await import('./fs.mjs')).fsBench({ quick: QUICK, rounds: roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : undefined })).failures.length) process.exitCode = 1; // virtio-fs vs QEMU + virtiofsd: bench/fs.mjs
