@@ -114,6 +114,7 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
 
     const t0 = performance.now();
     const child = spawn(QEMU, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    helpers.push(child); // killed in `finally` if anything below throws while it runs
     let output = '';
     let hvc = '';
     let hvcSocket: Socket | undefined;
@@ -181,7 +182,7 @@ export async function bootQemu(check: LinuxCheck, dir: string, timeoutMs: number
       ms: performance.now() - t0, stepErrors: steps.errors, stepsRun: steps.ran,
     };
   } finally {
-    for (const h of helpers) if (h.exitCode === null) h.kill('SIGTERM');
+    for (const h of helpers) if (h.exitCode === null && h.signalCode === null) h.kill('SIGKILL');
     for (const a of shares) a?.restore();
   }
 }
