@@ -14,7 +14,7 @@ import { ECANCELED, EINTR, EINVAL, EIO, ENOSYS, EOPNOTSUPP, FALLOC_FL_KEEP_SIZE,
 import { FILE_PROTOTYPES } from './libcFile';
 import { CTL, FLAG, H, HDR, type IoWorkerData, MAX_SEGMENTS, OP, RING_BYTES, ringViews, type RingViews, SLOTS } from './ioRing';
 import { ioWorkerMain } from './ioWorker';
-import { AIO_LAYOUT, aioDestroy, aioSetup, SYSCALL_PROTOTYPE } from './linuxAio';
+import { AioEngine } from './AioEngine';
 
 /** One operation for the workers. `segments` holds (host address, length) pairs for READ/WRITE. */
 export interface IoRequest {
@@ -41,9 +41,9 @@ export interface IoWorkerPoolOptions {
   /** Bytes of each worker's bounce buffer (O_DIRECT with unaligned buffers). */
   bounceBytes?: number;
   /**
-   * With `direct`: submit reads, writes and flushes through Linux AIO (one submitting and one
-   * reaping thread instead of `threads` blocking ones). Default true; falls back to blocking
-   * threads when the kernel has no AIO context to give.
+   * With `direct`: aligned reads, writes and flushes go through Linux AIO from the main thread
+   * (AioEngine), the rest to at most 2 blocking threads. Default true; all blocking threads when
+   * the kernel has no AIO context to give.
    */
   aio?: boolean;
 }
@@ -57,6 +57,8 @@ interface Pending {
   writeClass: boolean;
   rmw: boolean;
   barrier: boolean;
+  /** AIO handed it back (short transfer, refused): the threads run it. */
+  threadsOnly?: boolean;
 }
 
 let workerSource: string | undefined;
@@ -85,17 +87,17 @@ export class IoWorkerPool {
   private closing = false;
   private idleWaiters: (() => void)[] = [];
   private readonly exited: Promise<void>[] = [];
-  private readonly aioCtx: bigint | undefined;
+  private readonly aio: AioEngine | undefined;
+  private readonly aioRunning = new Set<Pending>();
+  private quiescing = false;
 
   constructor(private readonly options: IoWorkerPoolOptions) {
     const sab = new SharedArrayBuffer(RING_BYTES);
     this.ring = ringViews(sab);
     for (let s = SLOTS - 1; s >= 0; s--) this.freeSlots.push(s);
     koffiPath ??= createRequire(import.meta.url).resolve('koffi');
-    const setup = options.direct && options.aio !== false ? aioSetup(SLOTS + 1) : undefined;
-    this.aioCtx = setup && 'ctx' in setup ? setup.ctx : undefined;
+    this.aio = options.direct && options.aio !== false ? AioEngine.create(options.fd, SLOTS, { offset: options.offsetAlign, mem: options.memAlign }) : undefined;
     const data: IoWorkerData = {
-      role: 'sync',
       koffiPath,
       prototypes: FILE_PROTOTYPES,
       sab,
@@ -112,11 +114,9 @@ export class IoWorkerPool {
     };
     // --input-type (node -e) is refused by workers: keep the parent's other flags.
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-    const roles: IoWorkerData[] = this.aioCtx === undefined
-      ? Array.from({ length: Math.max(1, options.threads) }, () => data)
-      : (['aio-submit', 'aio-reap'] as const).map((role) => ({ ...data, role, aioCtx: this.aioCtx, aio: AIO_LAYOUT, syscallPrototype: SYSCALL_PROTOTYPE }));
-    for (const workerData of roles) {
-      const w = new Worker(source(), { eval: true, workerData, execArgv });
+    const threads = Math.max(1, this.aio ? Math.min(2, options.threads) : options.threads);
+    for (let i = 0; i < threads; i++) {
+      const w = new Worker(source(), { eval: true, workerData: data, execArgv });
       w.unref(); // idle I/O threads never keep the process alive; see setReferenced()
       w.on('error', (err) => this.fail(err));
       this.exited.push(
@@ -141,7 +141,7 @@ export class IoWorkerPool {
 
   /** Requests handed to the workers and not yet completed, plus those waiting for a slot or their turn. */
   get inFlight(): number {
-    return this.running + this.queued.length;
+    return this.running + this.aioRunning.size + this.queued.length;
   }
 
   /** Queue `req`; `done` receives bytes transferred (>= 0) or -errno, on the main thread. */
@@ -201,9 +201,19 @@ export class IoWorkerPool {
   /** Move queued requests into free slots, keeping O_DIRECT read-modify-writes apart. */
   private pump(): void {
     let published = 0;
-    for (let i = 0; i < this.queued.length && this.freeSlots.length > 0; ) {
+    for (let i = 0; i < this.queued.length; ) {
       const p = this.queued[i]!;
       if (this.blocked(p, i)) {
+        i++;
+        continue;
+      }
+      if (this.aio && !p.threadsOnly && this.aio.start(p.req, (r) => this.aioFinished(p, r))) {
+        this.queued.splice(i, 1);
+        this.aioRunning.add(p);
+        this.updateReferenced();
+        continue;
+      }
+      if (this.freeSlots.length === 0) {
         i++;
         continue;
       }
@@ -220,6 +230,7 @@ export class IoWorkerPool {
       p.barrier || o.barrier ||
       (this.options.direct && p.writeClass && o.writeClass && (p.rmw || o.rmw) && p.start < o.end && o.start < p.end);
     for (const o of this.bySlot) if (o && conflict(o)) return true;
+    for (const o of this.aioRunning) if (conflict(o)) return true;
     for (let j = 0; j < index; j++) if (conflict(this.queued[j]!)) return true;
     return false;
   }
@@ -241,7 +252,8 @@ export class IoWorkerPool {
     const tail = Atomics.load(ctl, CTL.SQ_TAIL);
     Atomics.store(sq, tail & (SLOTS - 1), slot);
     Atomics.store(ctl, CTL.SQ_TAIL, (tail + 1) | 0); // publishes the slot's fields too (seq-cst)
-    if (this.running++ === 0) this.setReferenced(true);
+    this.running++;
+    this.updateReferenced();
     if (!this.waiting) void this.waitForCompletions();
   }
 
@@ -280,7 +292,28 @@ export class IoWorkerPool {
     if (!p) return; // already failed by fail()
     this.bySlot[slot] = undefined;
     this.freeSlots.push(slot);
-    if (--this.running === 0) this.setReferenced(false);
+    this.running--;
+    this.settle(p, result);
+  }
+
+  /** AIO finished `p`, or handed it back (`undefined`) for the threads. */
+  private aioFinished(p: Pending, result: number | undefined): void {
+    this.aioRunning.delete(p);
+    if (result === undefined) {
+      if (this.quiescing) result = -ECANCELED; // nothing may start during a reset
+      else if (this.broken) result = -EIO;
+      else {
+        p.threadsOnly = true;
+        this.queued.unshift(p);
+        this.pump();
+        return;
+      }
+    }
+    this.settle(p, result);
+  }
+
+  private settle(p: Pending, result: number): void {
+    this.updateReferenced();
     try {
       p.done(result);
     } finally {
@@ -306,6 +339,10 @@ export class IoWorkerPool {
     }
   }
 
+  private updateReferenced(): void {
+    this.setReferenced(this.running + this.aioRunning.size > 0);
+  }
+
   /** While requests run, the workers keep the process alive (a pending waitAsync does not). */
   private setReferenced(on: boolean): void {
     if (on === this.referenced) return;
@@ -322,6 +359,15 @@ export class IoWorkerPool {
    * @returns true when nothing is in flight any more
    */
   quiesce(timeoutMs: number): boolean {
+    this.quiescing = true;
+    try {
+      return this.drain(timeoutMs);
+    } finally {
+      this.quiescing = false;
+    }
+  }
+
+  private drain(timeoutMs: number): boolean {
     for (const p of this.queued.splice(0)) p.done(-ECANCELED);
     const { ctl, sq, hdr } = this.ring;
     // Claim the published requests no worker has taken yet, as a worker would.
@@ -337,10 +383,12 @@ export class IoWorkerPool {
     for (;;) {
       const seen = Atomics.load(ctl, CTL.CQ_WAKE);
       this.reap();
-      if (this.running === 0 || this.broken) break;
+      this.aio?.reap(0);
+      if ((this.running === 0 || this.broken) && this.aioRunning.size === 0) break;
       const left = deadline - performance.now();
       if (left <= 0) break;
-      Atomics.wait(ctl, CTL.CQ_WAKE, seen, left);
+      if (this.aioRunning.size > 0) this.aio!.reap(Math.min(left, 2)); // both kinds may be running: look at the ring again soon
+      else Atomics.wait(ctl, CTL.CQ_WAKE, seen, left);
     }
     return this.inFlight === 0;
   }
@@ -371,7 +419,7 @@ export class IoWorkerPool {
 
   /** Whether O_DIRECT requests go through Linux AIO (else blocking threads). */
   get usesAio(): boolean {
-    return this.aioCtx !== undefined;
+    return this.aio !== undefined;
   }
 
   /** Why the pool stopped working, if it did. */
@@ -400,7 +448,7 @@ export class IoWorkerPool {
     });
     await Promise.race([Promise.all(this.exited), timeout]);
     clearTimeout(timer);
-    if (this.aioCtx !== undefined) aioDestroy(this.aioCtx); // waits for anything a terminated thread left in flight
+    this.aio?.close();
   }
 }
 

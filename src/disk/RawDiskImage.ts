@@ -18,6 +18,14 @@
  * cached, both paths, ±50 % run to run here); with O_DIRECT the ring's 4 threads matched or beat
  * the 4-thread libuv pool (4 KiB depth 32: 25–26 k vs 11–20 k IOPS). Unaligned O_DIRECT buffers
  * go through the bounce buffer at a cost of 0–35 % (4 KiB random reads −20 % at depth 32).
+ *
+ * Two shortcuts around the threads (bench/blk.mjs, the probe guest against QEMU): every thread
+ * hand-off is a wake-up that waits for a CPU on a loaded host, so the fewer per request the better.
+ * - page cache: a read the cache holds is copied on the calling thread (NowaitReader,
+ *   `preadv2(RWF_NOWAIT)`, never waits for the disk): one wake-up per request instead of three;
+ * - O_DIRECT: aligned reads, writes and flushes are submitted and reaped with Linux AIO on the main
+ *   thread (AioEngine, QEMU's `aio=native`): the device sees the guest's whole queue depth, not one
+ *   request per blocking thread, and completions come back through an eventfd.
  * @module
  */
 import { fstatSync } from 'node:fs';
@@ -51,16 +59,17 @@ export interface RawDiskImageOptions {
    */
   inlineReadMax?: number;
   /**
-   * With `directIo`: reads, writes and flushes go through Linux AIO (`io_submit`, QEMU's
-   * `aio=native`), so the device sees every request the guest has in flight. false: `ioThreads`
-   * blocking threads. Default true (blocking threads anyway where the kernel has no AIO).
+   * With `directIo`: aligned reads, writes and flushes go through Linux AIO submitted and reaped
+   * on the main thread (QEMU's `aio=native`), so the device sees every request the guest has in
+   * flight and a request costs no thread hand-off; the rest goes to at most 2 blocking threads.
+   * false: `ioThreads` blocking threads. Default true (blocking threads where the kernel has no AIO).
    */
   nativeAio?: boolean;
 }
 
 /** Worker threads per image (bench/disk-io.mjs: 1–2 saturate cached I/O on a 2-CPU host; deeper queues gain little from more). */
 export const DEFAULT_IO_THREADS = 2;
-/** Worker threads per image opened with O_DIRECT, where the device has parallelism to use (4 KiB depth 32: 10 k IOPS with 1 thread, 17–19 k with 2, 25–26 k with 4). */
+/** Worker threads per image opened with O_DIRECT without Linux AIO (`nativeAio: false` or no AIO in the kernel), where the device has parallelism to use (4 KiB depth 32: 10 k IOPS with 1 thread, 17–19 k with 2, 25–26 k with 4). With AIO, at most 2 threads take what AIO cannot do. */
 export const DEFAULT_DIRECT_IO_THREADS = 4;
 /** Largest accepted block size (Linux guests accept up to their page size; 64 KiB pages exist). */
 export const MAX_BLOCK_SIZE = 65536;
@@ -213,7 +222,7 @@ export class RawDiskImage implements DiskImage {
     return this.pool.bounced;
   }
 
-  /** O_DIRECT requests go through Linux AIO (one submitting and one reaping thread) rather than blocking threads. */
+  /** O_DIRECT requests go through Linux AIO from the main thread rather than blocking threads. */
   get nativeAio(): boolean {
     return this.pool.usesAio;
   }

@@ -18,8 +18,6 @@
  * aarch64 Linux and fit a Float64 exactly.
  * @module
  */
-import type { AioLayout } from './linuxAio';
-
 /** Request slots per disk: more than the worker threads, so they never wait for a slot. */
 export const SLOTS = 64;
 /**
@@ -124,14 +122,6 @@ export interface IoWorkerData {
   memAlign: number;
   /** Bytes of each worker's aligned bounce buffer (a multiple of offsetAlign). */
   bounceBytes: number;
-  /** What this thread does: blocking system calls, or one side of Linux AIO (ioWorker.ts). */
-  role: 'sync' | 'aio-submit' | 'aio-reap';
-  /** The AIO context (aio roles). */
-  aioCtx?: bigint;
-  /** AIO numbers and layouts (aio roles). */
-  aio?: AioLayout;
-  /** koffi's declaration of syscall(2) (aio roles). */
-  syscallPrototype?: string;
   /** Layout and protocol numbers (the worker cannot import this module). */
   layout: {
     slots: number; maxSegments: number; hdr: number;

@@ -1,14 +1,9 @@
 /**
- * Linux native AIO (`io_setup`/`io_submit`/`io_getevents`), the asynchronous path for O_DIRECT
- * images: one I/O thread submits every aligned read, write and flush of a batch with one
- * `io_submit` and another waits for their completions, so the device sees as many requests at
- * once as the guest has in flight, instead of one per blocking I/O thread. This is QEMU's
- * `aio=native`. Without O_DIRECT, AIO reads and writes block inside `io_submit`, so page-cache
- * images keep the blocking I/O threads.
- *
- * The context is made here on the main thread (its id goes to the threads in their workerData)
- * and destroyed after they exit. Numbers and layouts are from include/uapi/linux/aio_abi.h and the
- * architectures' syscall tables; glibc has no wrappers, so the calls go through `syscall(2)`.
+ * Linux native AIO system calls (`io_setup`, `io_destroy`, `io_submit`, `io_getevents`) and the
+ * structures they take, for AioEngine. Without O_DIRECT, AIO reads and writes block inside
+ * `io_submit`, so only O_DIRECT images use it. Numbers and layouts are from
+ * include/uapi/linux/aio_abi.h and the architectures' syscall tables; glibc has no wrappers, so
+ * the calls go through `syscall(2)`.
  * @module
  */
 import koffi from 'koffi';
@@ -30,17 +25,6 @@ export const IOCB = { size: 64, data: 0, opcode: 16, fildes: 20, buf: 24, nbytes
 
 /** struct io_event (aio_abi.h): data u64 @0, obj u64 @8, res s64 @16, res2 s64 @24. */
 export const IO_EVENT = { size: 32, data: 0, res: 16 } as const;
-
-/** The AIO numbers the I/O threads need (they cannot import this module). */
-export interface AioLayout {
-  syscalls: typeof AIO_SYSCALLS;
-  cmd: typeof IOCB_CMD;
-  iocb: typeof IOCB;
-  event: typeof IO_EVENT;
-}
-
-/** {@link AioLayout} for workerData. */
-export const AIO_LAYOUT: AioLayout = { syscalls: AIO_SYSCALLS, cmd: IOCB_CMD, iocb: IOCB, event: IO_EVENT };
 
 /** `syscall(2)` as koffi declares it: variadic, each argument given as (type, value). */
 export const SYSCALL_PROTOTYPE = 'long syscall(long number, ...)';
