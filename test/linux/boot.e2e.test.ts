@@ -21,7 +21,7 @@ let skip = '';
 if (!HAS_KVM) skip = '/dev/kvm does not exist';
 else if (!hasFixture) skip = `the Linux fixture is missing (${kernel}); run node scripts/fixtures.mjs linux`;
 else if (IS_PVM && !onDemand) {
-  skip = 'this host is a paravirtual KVM (kvm_pvm) where an unmodified Linux needs tens of minutes to reach init (DESIGN.md); run on demand with KVMKIT_LINUX_TESTS=1';
+  skip = 'this host is a paravirtual KVM (kvm_pvm): Debian\'s kernel boots (kernel code runs in KVM\'s emulator, ~20 min), but guest user space segfaults at its first system call (entry_SYSCALL_64, a PVM host limitation), so init never runs; run on demand with KVMKIT_LINUX_TESTS=1';
 }
 if (skip) console.warn(`\n*** test/linux/boot.e2e.test.ts SKIPPED: ${skip} ***\n`);
 
