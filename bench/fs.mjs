@@ -29,7 +29,8 @@
 // are in the JSON as "(warm-up)". QEMU and virtiofsd are compiled code: one boot.
 //
 // Fairness: the machine's CPUs are shared with other work. Every round runs each peer once, in a
-// rotated order, and the table shows the median of the rounds (with min–max). The guest's TSC rate
+// rotated order, and the table shows the median of the rounds (with min–max); before every run
+// `sync` writes back what earlier runs left dirty. The guest's TSC rate
 // is the host's (/proc/cpuinfo, else --tsc-khz), given to both as probe.fs.tsc_khz.
 //
 // Output: Markdown tables on stdout and every run's figures as JSON in bench/results/fs.json.
@@ -232,7 +233,7 @@ async function child(spec) {
     await vm.start();
     const info = await vm.exited;
     clearTimeout(timer);
-    boots.push({ name, reason: info.reason, output: vm.serial.output, stats: { queue: fs.stats, server: fs.server.stats } });
+    boots.push({ name, reason: info.reason, output: vm.serial.output, stats: { queue: fs.stats, server: fs.server.stats, devices: vm.deviceStats() } });
   }
   process.stdout.write(`\nKVMKIT-FS ${JSON.stringify({ boots })}\n`);
 }
@@ -262,6 +263,7 @@ export async function fsBench({ quick = false, rounds = quick ? 2 : 5, dir = '/v
     const order = peers.map((_, i) => peers[(i + round) % peers.length]);
     for (const p of order) {
       if (p.id === 'qemu-virtiofsd' && !existsSync(VIRTIOFSD)) continue;
+      await run('sync', [], 120_000); // the previous run's dirty pages are written back before this one starts
       try {
         const r = await once(p, o);
         runs.push({ round, peer: p.id, ...r });
