@@ -79,6 +79,15 @@ bool cmdline_get(const char *key, char *buf, size_t size)
 	return found;
 }
 
+u64 cmdline_u64(const char *key, u64 def)
+{
+	char v[32];
+	u64 x;
+	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
+		return x;
+	return def;
+}
+
 bool cmdline_flag(const char *key)
 {
 	char v[16];

@@ -95,12 +95,7 @@ static void report_initrd(void)
 		      (unsigned long long)s);
 		return;
 	}
-	u64 h = 0xcbf29ce484222325ull;
-	const u8 *p = (const u8 *)(uintptr_t)a;
-	for (u64 i = 0; i < s; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
+	u64 h = fnv1a64((const void *)(uintptr_t)a, s, FNV1A64_INIT);
 	probe("initrd addr=0x%llx size=%llu fnv1a64=%016llx", (unsigned long long)a,
 	      (unsigned long long)s, (unsigned long long)h);
 }

@@ -93,6 +93,13 @@ size_t strnlen(const char *s, size_t max);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 bool parse_u64(const char *s, u64 *out);	/* decimal or 0x hex, whole string */
+/* FNV-1a 64 over n bytes, continuing from h: start with FNV1A64_INIT. The host computes the same
+ * (fnv1a64 in parse.ts) to check data the guest read or wrote. */
+#define FNV1A64_INIT 0xcbf29ce484222325ull
+u64 fnv1a64(const void *p, u64 n, u64 h);
+/* Fill p with n xorshift64 bytes (a new 64-bit word every 8 bytes, little-endian) from seed:
+ * data whose hash the host can compare, different for each seed. */
+void xorshift_fill(u8 *p, u32 n, u32 seed);
 
 /* ---- fmt.c: a small printf ---- */
 int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);

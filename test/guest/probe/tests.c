@@ -33,12 +33,9 @@ void run_tests(void)
 static void cpu_bench(void)
 {
 	const u8 *p = (const u8 *)0x100000;
-	u64 n = 4u << 20, h = 0xcbf29ce484222325ull;
+	u64 n = 4u << 20;
 	u64 t0 = rdtsc();
-	for (u64 i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
+	u64 h = fnv1a64(p, n, FNV1A64_INIT);
 	u64 t1 = rdtsc();
 	probe("cpu-bench bytes=%llu tsc_cycles=%llu cycles_per_byte=%llu tsc_khz=%llu tsc_source=%s hash=%016llx",
 	      (unsigned long long)n, (unsigned long long)(t1 - t0),

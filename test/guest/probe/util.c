@@ -1,4 +1,5 @@
-/* Freestanding replacements for the few libc functions the probe (and gcc) need. */
+/* Freestanding replacements for the few libc functions the probe (and gcc) need, and the data
+ * helpers its tests share (hashing, patterns). */
 #include "probe.h"
 
 void *memcpy(void *d, const void *s, size_t n)
@@ -95,4 +96,27 @@ bool parse_u64(const char *s, u64 *out)
 	}
 	*out = v;
 	return true;
+}
+
+u64 fnv1a64(const void *p, u64 n, u64 h)
+{
+	const u8 *b = p;
+	for (u64 i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+void xorshift_fill(u8 *p, u32 n, u32 seed)
+{
+	u64 x = 0x9e3779b97f4a7c15ull * (seed + 1);
+	for (u32 i = 0; i < n; i++) {
+		if (!(i & 7)) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+		}
+		p[i] = (u8)(x >> ((i & 7) * 8));
+	}
 }

@@ -75,15 +75,6 @@ static u64 bl_memtot;
 static bool bl_has_stats, bl_oom;
 static u64 bl_requests, bl_inflates, bl_deflates;
 
-static u64 bl_opt(const char *key, u64 def)
-{
-	char v[32];
-	u64 x;
-	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
-		return x;
-	return def;
-}
-
 static u64 bl_ms_since(u64 t0) { return (rdtsc() - t0) / (tsc_khz() ? tsc_khz() : 1); }
 
 static u64 bl_e820_ram(void)
@@ -239,7 +230,7 @@ static bool bl_adjust(void)
 	if (want > bl_given) {
 		if (!bl_inflate(want - bl_given, target, "host"))
 			return false;
-		u64 oom = bl_opt("probe.balloon.oom_pages", 0);
+		u64 oom = cmdline_u64("probe.balloon.oom_pages", 0);
 		if (oom) {
 			if (!bl_oom) {
 				probe("balloon-oom-deflate result=not-negotiated");
@@ -280,11 +271,11 @@ static void bl_post_stats(void)
 static bool bl_init(void)
 {
 	u64 wanted = 0;
-	if (bl_opt("probe.balloon.stats", 1))
+	if (cmdline_u64("probe.balloon.stats", 1))
 		wanted |= BIT64(BL_F_STATS_VQ);
-	if (bl_opt("probe.balloon.oom", 1))
+	if (cmdline_u64("probe.balloon.oom", 1))
 		wanted |= BIT64(BL_F_DEFLATE_ON_OOM);
-	if (bl_opt("probe.balloon.eventidx", 1))
+	if (cmdline_u64("probe.balloon.eventidx", 1))
 		wanted |= BIT64(VIRTIO_F_EVENT_IDX);
 	if (!virtio_negotiate(&bl_dev, wanted))
 		return false;
@@ -339,7 +330,7 @@ static void balloon_test(void)
 	if (!ok)
 		return;
 	/* the pool: probe.balloon.mib, leaving 2 MiB of the DMA area free */
-	u64 want = bl_opt("probe.balloon.mib", 96) << 20, room = dma_free_bytes();
+	u64 want = cmdline_u64("probe.balloon.mib", 96) << 20, room = dma_free_bytes();
 	room = room > (2u << 20) ? room - (2u << 20) : 0;
 	bl_pages = (want < room ? want : room) / BL_PAGE;
 	bl_pool = bl_pages ? dma_alloc(bl_pages * BL_PAGE, 2u << 20) : NULL;
@@ -359,7 +350,7 @@ static void balloon_test(void)
 	probe("balloon-ready pool=0x%llx pool_pages=%llu fill_ms=%llu memtot=%llu num_pages=%u actual=%u msix_mode=%u",
 	      (unsigned long long)(uintptr_t)bl_pool, (unsigned long long)bl_pages, (unsigned long long)bl_ms_since(t0),
 	      (unsigned long long)bl_memtot, np, actual, bl_dev.msix_mode);
-	u64 idle_us = bl_opt("probe.balloon.idle_ms", 60000) * 1000, poll_us = bl_opt("probe.balloon.poll_us", 1000);
+	u64 idle_us = cmdline_u64("probe.balloon.idle_ms", 60000) * 1000, poll_us = cmdline_u64("probe.balloon.poll_us", 1000);
 	bool go = np == 0 || bl_adjust();	/* a target set before the driver started */
 	const char *reason = go ? "idle" : "error";
 	u64 deadline = tsc_deadline_us(idle_us);

@@ -130,15 +130,6 @@ static struct scratch {
 	u16 bench_n[MAX_QD];
 } *S;
 
-static u64 opt_u64(const char *key, u64 def)
-{
-	char v[32];
-	u64 x;
-	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
-		return x;
-	return def;
-}
-
 static bool has(const struct blk *b, int bit) { return b->d.negotiated & BIT64(bit); }
 
 /* ---- set-up ---- */
@@ -162,7 +153,7 @@ static bool blk_init(struct blk *b)
 		return false;
 	}
 	if (!b->q.desc) {
-		u16 want = (u16)opt_u64("probe.blk.qsize", 256);
+		u16 want = (u16)cmdline_u64("probe.blk.qsize", 256);
 		u16 sz = 1;
 		while ((u32)sz * 2 <= want && (u32)sz * 2 <= max)
 			sz *= 2;
@@ -364,30 +355,7 @@ static const char *result_str(int r, char *tmp, size_t n)
 	return tmp;
 }
 
-/* ---- data helpers ---- */
-
-static u64 fnv(const u8 *p, u64 n, u64 h)
-{
-	for (u64 i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-#define FNV_INIT 0xcbf29ce484222325ull
-
-static void pattern(u8 *p, u32 n, u32 seed)
-{
-	u64 x = 0x9e3779b97f4a7c15ull * (seed + 1);
-	for (u32 i = 0; i < n; i++) {
-		if (!(i & 7)) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-		}
-		p[i] = (u8)(x >> ((i & 7) * 8));
-	}
-}
+/* ---- data helpers (fnv1a64, xorshift_fill: util.c) ---- */
 
 static bool all_zero(const u8 *p, u32 n)
 {
@@ -426,12 +394,12 @@ static void test_hashes(struct blk *b)
 	int st = blk_rw_linear(b, VIRTIO_BLK_T_IN, 0, buf_dst, (u32)head * 512, &len);
 	probe("virtio-blk-read disk=%u case=head sector=0 bytes=%llu status=%s used_len=%u fnv1a64=%016llx", b->index,
 	      (unsigned long long)head * 512, result_str(st, t, sizeof(t)), len,
-	      (unsigned long long)fnv(buf_dst, head * 512, FNV_INIT));
+	      (unsigned long long)fnv1a64(buf_dst, head * 512, FNV1A64_INIT));
 	u64 tail = b->capacity < 128 ? b->capacity : 128;
 	st = blk_rw_linear(b, VIRTIO_BLK_T_IN, b->capacity - tail, buf_dst, (u32)tail * 512, &len);
 	probe("virtio-blk-read disk=%u case=tail sector=%llu bytes=%llu status=%s used_len=%u fnv1a64=%016llx", b->index,
 	      (unsigned long long)(b->capacity - tail), (unsigned long long)tail * 512, result_str(st, t, sizeof(t)),
-	      len, (unsigned long long)fnv(buf_dst, tail * 512, FNV_INIT));
+	      len, (unsigned long long)fnv1a64(buf_dst, tail * 512, FNV1A64_INIT));
 }
 
 static u32 layout_bytes(const struct layout *l)
@@ -526,7 +494,7 @@ static void test_rw(struct blk *b, u64 wsector)
 		u32 bytes = layout_bytes(&lay);
 		u64 sector = wsector + lay.sector_off;
 		/* the data, linear, and spread over the layout in buf_src */
-		pattern(buf_lin, bytes, (u32)(c + 16 * b->index));
+		xorshift_fill(buf_lin, bytes, (u32)(c + 16 * b->index));
 		u32 p = 0;
 		for (u16 i = 0; i < lay.n; i++) {
 			memcpy(buf_src + lay.off[i], buf_lin + p, lay.len[i]);
@@ -551,7 +519,7 @@ static void test_rw(struct blk *b, u64 wsector)
 		      " wused_len=%u rused_len=%u match=%u match_linear=%u fnv1a64=%016llx",
 		      b->index, lay.name, (unsigned long long)sector, bytes, n, b->q.indirect ? 1 : 0,
 		      result_str(ws, t1, sizeof(t1)), result_str(rs, t2, sizeof(t2)), result_str(rs2, t3, sizeof(t3)),
-		      wlen, rlen, m1 ? 1 : 0, m2 ? 1 : 0, (unsigned long long)fnv(buf_lin, bytes, FNV_INIT));
+		      wlen, rlen, m1 ? 1 : 0, m2 ? 1 : 0, (unsigned long long)fnv1a64(buf_lin, bytes, FNV1A64_INIT));
 	}
 }
 
@@ -561,7 +529,7 @@ static void test_ro(struct blk *b, u64 wsector)
 	char t1[8], t2[8], t3[8];
 	u32 wlen = 0;
 	int rs1 = blk_rw_linear(b, VIRTIO_BLK_T_IN, wsector, buf_dst, 4096, NULL);
-	pattern(buf_src, 4096, 99);
+	xorshift_fill(buf_src, 4096, 99);
 	int ws = blk_rw_linear(b, VIRTIO_BLK_T_OUT, wsector, buf_src, 4096, &wlen);
 	int rs2 = blk_rw_linear(b, VIRTIO_BLK_T_IN, wsector, buf_lin, 4096, NULL);
 	probe("virtio-blk-ro disk=%u sector=%llu wstatus=%s wused_len=%u rstatus=%s/%s unchanged=%u", b->index,
@@ -607,7 +575,7 @@ static void test_discard_wz(struct blk *b, u64 wsector)
 	/* WRITE_ZEROES over a written pattern, without and with unmap; reads must return zeroes */
 	for (u32 unmap = 0; unmap < 2; unmap++) {
 		u64 zs = wsector + 6144 + unmap * 128;
-		pattern(buf_src, 65536, 7 + unmap);
+		xorshift_fill(buf_src, 65536, 7 + unmap);
 		int ws = b->ro ? -100 : blk_rw_linear(b, VIRTIO_BLK_T_OUT, zs, buf_src, 65536, NULL);
 		struct dwz z = { zs, 128, unmap ? WZ_FLAG_UNMAP : 0 };
 		int zst = dwz_req(b, VIRTIO_BLK_T_WRITE_ZEROES, &z, 1);
@@ -654,7 +622,7 @@ static void test_requests(struct blk *b, u64 wsector)
 		bool out = cases[i].type == VIRTIO_BLK_T_OUT || cases[i].type == VIRTIO_BLK_T_SECURE_ERASE;
 		u8 *buf = out ? buf_src : buf_dst;
 		if (out)
-			pattern(buf, 4096, 1000 + i);
+			xorshift_fill(buf, 4096, 1000 + i);
 		else
 			memset(buf, 0xee, 4096);
 		struct vq_seg s = { (u64)(uintptr_t)buf, cases[i].bytes, !out };
@@ -757,7 +725,7 @@ static void bad_case(struct blk *b, const char *name, const struct vq_raw *descs
 {
 	if (!b->d.msix_mode)
 		(void)virtio_isr(&b->d);
-	u64 timeout_ms = opt_u64("probe.blk.timeout_ms", 300);
+	u64 timeout_ms = cmdline_u64("probe.blk.timeout_ms", 300);
 	u32 len = 0;
 	u64 us = 0;
 	int res;
@@ -792,7 +760,7 @@ static void test_bad(struct blk *b, u64 wsector)
 	u64 data = (u64)(uintptr_t)buf_dst, src = (u64)(uintptr_t)buf_src;
 	const u64 oob = 0xfffff0000000ull;	/* far outside RAM */
 	const u16 R = 0, W = VIRTQ_DESC_F_WRITE, N = VIRTQ_DESC_F_NEXT;
-	pattern(buf_src, 4096, 4242);
+	xorshift_fill(buf_src, 4096, 4242);
 #define HDR(t, s) do { r->type = (t); r->reserved = 0; r->sector = (s); r->status = STATUS_POISON; } while (0)
 #define CASE_AT(name, at, ...) do { struct vq_raw d_[] = { __VA_ARGS__ }; bad_case(b, name, d_, sizeof(d_) / sizeof(d_[0]), r, at); } while (0)
 #define CASE(name, ...) CASE_AT(name, &r->status, __VA_ARGS__)
@@ -880,7 +848,7 @@ static void test_align(struct blk *b, u64 wsector)
 	probe("virtio-blk-align disk=%u blk_size=%u case=%s sector=%llu bytes=%u status=%s used_len=%u" extra, \
 	      b->index, bs, name, (unsigned long long)(sec), (unsigned)(bytes), result_str(st, t, sizeof(t)), len, ##__VA_ARGS__)
 	/* one block of a known pattern, read back */
-	pattern(buf_lin, bs, 5000);
+	xorshift_fill(buf_lin, bs, 5000);
 	len = 0;
 	st = blk_rw_linear(b, VIRTIO_BLK_T_OUT, a, buf_lin, bs, &len);
 	ALIGN_LINE("write-block", a, bs, "");
@@ -901,7 +869,7 @@ static void test_align(struct blk *b, u64 wsector)
 		bool out = cases[i].type == VIRTIO_BLK_T_OUT;
 		u8 *buf = out ? buf_src : buf_dst;
 		if (out)
-			pattern(buf, cases[i].bytes, 5100 + i);
+			xorshift_fill(buf, cases[i].bytes, 5100 + i);
 		struct vq_seg s = { (u64)(uintptr_t)buf, cases[i].bytes, !out };
 		len = 0;
 		st = blk_req(b, cases[i].type, cases[i].sector, &s, 1, &len);
@@ -930,7 +898,7 @@ static void test_align(struct blk *b, u64 wsector)
 	/* two blocks from three buffers at odd addresses (100 bytes, 1000 bytes, the rest across a
 	 * page boundary), read back as one buffer */
 	u32 two = 2 * bs;
-	pattern(buf_lin + bs, two, 5200);
+	xorshift_fill(buf_lin + bs, two, 5200);
 	u32 offs[3] = { 300001, 310003, 4 * 65536 + 4096 * 2 - 700 + 1 };
 	u32 lens[3] = { 100, 1000, two - 1100 };
 	struct vq_seg segs[3];
@@ -945,13 +913,13 @@ static void test_align(struct blk *b, u64 wsector)
 	memset(buf_chk, 0xdd, two);
 	int rs = blk_rw_linear(b, VIRTIO_BLK_T_IN, a + 24 * spb, buf_chk, two, NULL);
 	ALIGN_LINE("unaligned-buffers", a + 24 * spb, two, " rstatus=%s match=%u fnv1a64=%016llx", result_str(rs, t2, sizeof(t2)),
-		   !memcmp(buf_chk, buf_lin + bs, two) ? 1 : 0, (unsigned long long)fnv(buf_lin + bs, two, FNV_INIT));
+		   !memcmp(buf_chk, buf_lin + bs, two) ? 1 : 0, (unsigned long long)fnv1a64(buf_lin + bs, two, FNV1A64_INIT));
 	/* the refused writes changed nothing */
 	memset(buf_dst, 0xee, bs);
 	len = 0;
 	st = blk_rw_linear(b, VIRTIO_BLK_T_IN, a, buf_dst, bs, &len);
 	ALIGN_LINE("read-block-again", a, bs, " match=%u fnv1a64=%016llx", !memcmp(buf_dst, buf_lin, bs) ? 1 : 0,
-		   (unsigned long long)fnv(buf_lin, bs, FNV_INIT));
+		   (unsigned long long)fnv1a64(buf_lin, bs, FNV1A64_INIT));
 #undef ALIGN_LINE
 }
 
@@ -967,8 +935,8 @@ static void blk_disk(struct blk *b)
 	char label[16];
 	snprintf(label, sizeof(label), "disk=%u", b->index);
 	virtio_pci_report(&b->d, "virtio-blk-pci", label);
-	b->want_indirect = opt_u64("probe.blk.indirect", 1) != 0;
-	b->want_event_idx = opt_u64("probe.blk.eventidx", 1) != 0;
+	b->want_indirect = cmdline_u64("probe.blk.indirect", 1) != 0;
+	b->want_event_idx = cmdline_u64("probe.blk.eventidx", 1) != 0;
 	if (!b->reqs)
 		b->reqs = dma_alloc(sizeof(struct blk_req) * MAX_QD, 4096);
 	bool ok = b->reqs && blk_init(b);
@@ -981,7 +949,7 @@ static void blk_disk(struct blk *b)
 	if (!ok)
 		return;
 	blk_read_config(b);
-	u64 wsector = opt_u64("probe.blk.wsector", 2048);
+	u64 wsector = cmdline_u64("probe.blk.wsector", 2048);
 	bool room = b->capacity >= wsector + 6400;
 	test_irq(b, 0);
 	test_id(b);
@@ -999,7 +967,7 @@ static void blk_disk(struct blk *b)
 		test_requests(b, wsector);
 		if (b->blk_size > 512 && b->blk_size <= 65536 && !(b->blk_size & (b->blk_size - 1)))
 			test_align(b, wsector);
-		if (opt_u64("probe.blk.bad", 1))
+		if (cmdline_u64("probe.blk.bad", 1))
 			test_bad(b, wsector);
 	}
 	/* still working after all that? */
@@ -1119,7 +1087,7 @@ static void bench_run(struct bench *bc, u32 bs)
 		probe("virtio-blk-bench error=bad-parameters mode=%s bs=%u qd=%u", bc->mode, bs, qd);
 		return;
 	}
-	u64 total = opt_u64("probe.blk.size", 256) << 20;
+	u64 total = cmdline_u64("probe.blk.size", 256) << 20;
 	u64 nreq = total / bs;
 	u64 units = b->capacity * 512 / bs;	/* bs-sized slots on the disk */
 	struct vq_seg (*segs)[MAX_SEGS + 2] = S->bench;
@@ -1233,7 +1201,7 @@ static void bench_mode(const char *item, void *arg)
 static void blkbench_test(void)
 {
 	u32 n = find_disks();
-	u64 idx = opt_u64("probe.blk.disk", 0);
+	u64 idx = cmdline_u64("probe.blk.disk", 0);
 	if (idx >= n) {
 		probe("virtio-blk-bench error=no-disk disk=%llu count=%u", (unsigned long long)idx, n);
 		return;
@@ -1247,8 +1215,8 @@ static void blkbench_test(void)
 		probe("virtio-blk-bench error=%s", b->d.err);
 		return;
 	}
-	b->want_indirect = opt_u64("probe.blk.indirect", 1) != 0;
-	b->want_event_idx = opt_u64("probe.blk.eventidx", 1) != 0;
+	b->want_indirect = cmdline_u64("probe.blk.indirect", 1) != 0;
+	b->want_event_idx = cmdline_u64("probe.blk.eventidx", 1) != 0;
 	b->reqs = dma_alloc(sizeof(struct blk_req) * MAX_QD, 4096);
 	if (!b->reqs || !blk_init(b)) {
 		probe("virtio-blk-bench error=%s", b->d.err ? b->d.err : "out-of-memory");
@@ -1267,7 +1235,7 @@ static void blkbench_test(void)
 	if (want > avail)
 		want = avail & ~0xfffffull;
 	struct bench bc = { .b = b, .mem = dma_alloc(want, 1 << 20), .mem_bytes = want };
-	bc.khz = opt_u64("probe.blk.tsc_khz", tsc_khz());
+	bc.khz = cmdline_u64("probe.blk.tsc_khz", tsc_khz());
 	if (!bc.mem) {
 		probe("virtio-blk-bench error=out-of-memory");
 		return;

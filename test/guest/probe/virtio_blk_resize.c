@@ -54,25 +54,6 @@ static struct rsz_req *rsz_hdr;
 static u8 *rsz_buf;
 static int rsz_token;
 
-static u64 rsz_opt(const char *key, u64 def)
-{
-	char v[32];
-	u64 x;
-	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
-		return x;
-	return def;
-}
-
-static u64 rsz_fnv(const u8 *p, u64 n)
-{
-	u64 h = 0xcbf29ce484222325ull;
-	for (u64 i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 /* §3.1.1: negotiate (RO, BLK_SIZE; no indirect, no EVENT_IDX), one queue, DRIVER_OK; we poll. */
 static bool rsz_init(void)
 {
@@ -162,7 +143,7 @@ static u64 rsz_check(u32 round)
 	u64 last = cap - per;
 	memset(rsz_buf, 0, bs);
 	int st_last = rsz_read(last, bs);
-	u64 h = rsz_fnv(rsz_buf, bs);
+	u64 h = fnv1a64(rsz_buf, bs, FNV1A64_INIT);
 	int st_past = rsz_read(cap, bs);
 	probe("blkresize-io round=%u last_sector=%llu len=%u last_status=%d fnv1a64=%016llx past_sector=%llu past_status=%d",
 	      round, (unsigned long long)last, bs, st_last, (unsigned long long)h, (unsigned long long)cap, st_past);
@@ -230,9 +211,9 @@ static void blkresize_test(void)
 	      virtio_status(&rsz_dev));
 	if (!ok)
 		return;
-	u32 rounds = (u32)rsz_opt("probe.blkresize.rounds", 2);
-	u64 timeout_us = rsz_opt("probe.blkresize.timeout_ms", 30000) * 1000;
-	u64 poll_us = rsz_opt("probe.blkresize.poll_us", 1000);
+	u32 rounds = (u32)cmdline_u64("probe.blkresize.rounds", 2);
+	u64 timeout_us = cmdline_u64("probe.blkresize.timeout_ms", 30000) * 1000;
+	u64 poll_us = cmdline_u64("probe.blkresize.poll_us", 1000);
 	u32 done = 0;
 	for (u32 round = 0;; round++) {
 		u64 cap = rsz_check(round);

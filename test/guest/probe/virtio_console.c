@@ -49,25 +49,6 @@ static u8 *rxbufs, *txbuf, *inbuf;
 static u32 rxbuf_len, nrx;
 static u64 tx_requests, tx_bytes;
 
-static u64 opt(const char *key, u64 def)
-{
-	char v[32];
-	u64 x;
-	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
-		return x;
-	return def;
-}
-
-static u64 fnv(const u8 *p, u64 n)
-{
-	u64 h = 0xcbf29ce484222325ull;
-	for (u64 i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 static bool has(int bit) { return dev.negotiated & BIT64(bit); }
 static bool offered(int bit) { return dev.offered & BIT64(bit); }
 
@@ -103,9 +84,9 @@ static bool con_queue(struct virtq *q, u16 index)
 static bool con_init(void)
 {
 	u64 wanted = BIT64(VIRTIO_CONSOLE_F_SIZE) | BIT64(VIRTIO_CONSOLE_F_EMERG_WRITE);	/* never MULTIPORT */
-	if (opt("probe.console.indirect", 1))
+	if (cmdline_u64("probe.console.indirect", 1))
 		wanted |= BIT64(VIRTIO_F_INDIRECT_DESC);
-	if (opt("probe.console.eventidx", 1))
+	if (cmdline_u64("probe.console.eventidx", 1))
 		wanted |= BIT64(VIRTIO_F_EVENT_IDX);
 	if (!virtio_negotiate(&dev, wanted))
 		return false;
@@ -221,7 +202,7 @@ static void tx_pattern(void)
 	}
 	probe("virtio-console-tx case=pattern bytes=%u requests=%u segs=%u completed=%u used_len_max=%u indirect=%u fnv1a64=%016llx",
 	      CON_PATTERN_BYTES, requests, segs, ok, used_max, txq.indirect ? 1 : 0,
-	      (unsigned long long)fnv(pat, CON_PATTERN_BYTES));
+	      (unsigned long long)fnv1a64(pat, CON_PATTERN_BYTES, FNV1A64_INIT));
 }
 
 /* Post receive buffer i (device-writable, §5.3.6.1). */
@@ -234,7 +215,7 @@ static bool rx_post(u32 i)
 /* Read `want` bytes of host input into inbuf, re-posting each buffer once consumed. */
 static void rx_echo(u32 want)
 {
-	u64 timeout_us = opt("probe.console.timeout_ms", 10000) * 1000;
+	u64 timeout_us = cmdline_u64("probe.console.timeout_ms", 10000) * 1000;
 	u64 deadline = tsc_deadline_us(timeout_us);
 	u32 got = 0, buffers = 0, max_len = 0, empty = 0, bad_token = 0;
 	while (got < want && tsc_before(deadline)) {
@@ -269,7 +250,7 @@ static void rx_echo(u32 want)
 	int k = snprintf(line, sizeof(line),
 			 "PROBE virtio-console-rx bytes=%u expected=%u result=%s buffers=%u max_len=%u empty=%u bad_token=%u fnv1a64=%016llx text=",
 			 got, want, got >= want ? "ok" : "timeout", buffers, max_len, empty, bad_token,
-			 (unsigned long long)fnv(inbuf, got < want ? got : want));
+			 (unsigned long long)fnv1a64(inbuf, got < want ? got : want, FNV1A64_INIT));
 	k += fmt_quoted(line + k, sizeof(line) - k - 2, (const char *)inbuf, shown);
 	line[k++] = '\r';
 	line[k++] = '\n';
@@ -300,10 +281,10 @@ static void console_test(void)
 		return;
 	}
 	virtio_pci_report(&dev, "virtio-console-pci", "index=0");
-	rxbuf_len = (u32)opt("probe.console.rxbuf", 256);
+	rxbuf_len = (u32)cmdline_u64("probe.console.rxbuf", 256);
 	if (rxbuf_len < 1 || rxbuf_len > 4096)
 		rxbuf_len = 256;
-	u32 echo = (u32)opt("probe.console.echo", 0);
+	u32 echo = (u32)cmdline_u64("probe.console.echo", 0);
 	if (echo > CON_IN_MAX)
 		echo = CON_IN_MAX;
 	if (!rxbufs) {

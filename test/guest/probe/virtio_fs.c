@@ -73,39 +73,6 @@ static struct fs {
 	u32 attr_valid_nsec;
 } F;
 
-static u64 opt_u64(const char *key, u64 def)
-{
-	char v[32];
-	u64 x;
-	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
-		return x;
-	return def;
-}
-
-#define FNV_INIT 0xcbf29ce484222325ull
-static u64 fnv(const u8 *p, u64 n, u64 h)
-{
-	for (u64 i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
-/* xorshift64 bytes, 8 at a time: data whose hash the host can compare */
-static void pattern(u8 *p, u32 n, u32 seed)
-{
-	u64 x = 0x9e3779b97f4a7c15ull * (seed + 1);
-	for (u32 i = 0; i < n; i++) {
-		if (!(i & 7)) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-		}
-		p[i] = (u8)(x >> ((i & 7) * 8));
-	}
-}
-
 /* ---- reporting ---- */
 
 static const struct { int n; const char *s; } errnames[] = {
@@ -641,9 +608,9 @@ static bool fs_alloc(void)
 static bool fs_queues(void)
 {
 	u64 wanted = 0;
-	if (opt_u64("probe.fs.indirect", 1))
+	if (cmdline_u64("probe.fs.indirect", 1))
 		wanted |= BIT64(VIRTIO_F_INDIRECT_DESC);
-	if (opt_u64("probe.fs.eventidx", 1))
+	if (cmdline_u64("probe.fs.eventidx", 1))
 		wanted |= BIT64(VIRTIO_F_EVENT_IDX);
 	if (!virtio_negotiate(&F.d, wanted))	/* VIRTIO_FS_F_NOTIFICATION is not accepted */
 		return false;
@@ -653,7 +620,7 @@ static bool fs_queues(void)
 		return false;
 	}
 	if (!F.rq.desc) {
-		u16 want = (u16)opt_u64("probe.fs.qsize", 128), sz = 1;
+		u16 want = (u16)cmdline_u64("probe.fs.qsize", 128), sz = 1;
 		u16 lim = hmax < rmax ? hmax : rmax;
 		while ((u32)sz * 2 <= want && (u32)sz * 2 <= lim)
 			sz *= 2;
@@ -692,13 +659,13 @@ static void fs_read_config(void)
 /* FUSE_INIT (fuse.h: the first request; the server answers with its major/minor) */
 static int fs_init(bool report)
 {
-	u32 minor = (u32)opt_u64("probe.fs.minor", FUSE_LINUX61_MINOR);
+	u32 minor = (u32)cmdline_u64("probe.fs.minor", FUSE_LINUX61_MINOR);
 	u32 flags = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_EXPORT_SUPPORT | FUSE_BIG_WRITES |
 		    FUSE_DONT_MASK | FUSE_FLOCK_LOCKS | FUSE_HAS_IOCTL_DIR | FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS |
 		    FUSE_READDIRPLUS_AUTO | FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_HANDLE_KILLPRIV | FUSE_ABORT_ERROR |
 		    FUSE_MAX_PAGES | FUSE_CACHE_SYMLINKS | FUSE_EXPLICIT_INVAL_DATA | FUSE_HANDLE_KILLPRIV_V2 |
 		    FUSE_SETXATTR_EXT | FUSE_INIT_EXT;
-	flags = (u32)opt_u64("probe.fs.flags", flags);
+	flags = (u32)cmdline_u64("probe.fs.flags", flags);
 	struct fuse_init_in in = { .major = FUSE_KERNEL_VERSION, .minor = minor, .max_readahead = 128 * 1024,
 				   .flags = flags, .flags2 = 0 };
 	req_begin(FUSE_INIT, 0);
@@ -737,7 +704,7 @@ static bool fs_start(const char *label)
 {
 	struct virtio_dev found[VIRTIO_MAX_DEVS];
 	u32 n = virtio_pci_find(VIRTIO_ID_FS, found, VIRTIO_MAX_DEVS);
-	u64 idx = opt_u64("probe.fs.dev", 0);
+	u64 idx = cmdline_u64("probe.fs.dev", 0);
 	probe("virtio-fs-count=%u cfg=%s ecam=0x%llx", n, virtio_pci_ecam() ? "ecam" : "cf8", (unsigned long long)virtio_pci_ecam());
 	if (idx >= n) {
 		probe("%s error=no-device dev=%llu count=%u", label, (unsigned long long)idx, n);
@@ -745,7 +712,7 @@ static bool fs_start(const char *label)
 	}
 	memset(&F.d, 0, sizeof(F.d));
 	F.d = found[idx];
-	F.timeout_us = opt_u64("probe.fs.timeout_ms", 5000) * 1000;
+	F.timeout_us = cmdline_u64("probe.fs.timeout_ms", 5000) * 1000;
 	if (!fs_alloc()) {
 		probe("%s error=out-of-memory", label);
 		return false;
@@ -779,7 +746,7 @@ static bool fs_start(const char *label)
 
 static void fs_stop(void)
 {
-	if (opt_u64("probe.fs.destroy", 1)) {
+	if (cmdline_u64("probe.fs.destroy", 1)) {
 		req_begin(FUSE_DESTROY, 0);
 		int r = req_send(NULL, 0, NULL, 0, NULL);
 		result("destroy", "DESTROY", r, NULL);
@@ -838,7 +805,7 @@ static void attr_result(const char *cs, const char *op, int r, const struct fuse
 /* Read a whole file through an open handle in chunk-byte READs: hash, bytes, requests. */
 static int read_all(u64 nodeid, u64 fh, u32 chunk, u64 *bytes, u64 *hash, u32 *reads)
 {
-	u64 off = 0, h = FNV_INIT;
+	u64 off = 0, h = FNV1A64_INIT;
 	*reads = 0;
 	int r = 0;
 	for (u32 guard = 0; guard < 4096; guard++) {
@@ -847,7 +814,7 @@ static int read_all(u64 nodeid, u64 fh, u32 chunk, u64 *bytes, u64 *hash, u32 *r
 		(*reads)++;
 		if (r || !got)
 			break;
-		h = fnv(F.big, got, h);
+		h = fnv1a64(F.big, got, h);
 		off += got;
 	}
 	*bytes = off;
@@ -1087,7 +1054,7 @@ static void test_confinement(void)
 			u32 got = 0;
 			int r3 = fs_read(e.nodeid, o.fh, 0, 4096, F.big, &got);
 			result(cs, "OPEN", r2, "read_err=%s read_bytes=%u fnv1a64=%016llx", err_str(r3, tmp, 16), got,
-			       (unsigned long long)fnv(F.big, got, FNV_INIT));
+			       (unsigned long long)fnv1a64(F.big, got, FNV1A64_INIT));
 			fs_release(FUSE_RELEASE, e.nodeid, o.fh, fl[k]);
 		}
 	}
@@ -1143,7 +1110,7 @@ static void bad_case(const char *cs, struct virtq *q, int len_delta, u32 in_len,
 	if (vq_add(q, sg, n, token, true) >= 0) {
 		F.requests++;
 		vq_kick(q, false);
-		u64 deadline = tsc_deadline_us(opt_u64("probe.fs.bad_timeout_ms", 500) * 1000);
+		u64 deadline = tsc_deadline_us(cmdline_u64("probe.fs.bad_timeout_ms", 500) * 1000);
 		res = "no-completion";
 		while (tsc_before(deadline)) {
 			void *t;
@@ -1313,12 +1280,12 @@ static void test_concurrent(void)
 	}
 	if (completed < added)
 		F.timeouts++;
-	u64 h = FNV_INIT, bytes = 0;
+	u64 h = FNV1A64_INIT, bytes = 0;
 	for (u32 i = 0; i < added; i += 2) {
 		if (!sl[i].done || sl[i].oh.error)
 			break;
 		u32 got = sl[i].oh.len - (u32)sizeof(sl[i].oh);
-		h = fnv(cbuf + (u64)(i / 2) * chunk, got, h);
+		h = fnv1a64(cbuf + (u64)(i / 2) * chunk, got, h);
 		bytes += got;
 	}
 	order[olen] = 0;
@@ -1389,8 +1356,8 @@ static void fs_test(void)
 	entry_result("create-file", "CREATE", r, &ce);
 	if (!r) {
 		u64 cn = ce.nodeid, fh = o.fh;
-		pattern(F.big, 25000, 7);
-		u64 h = fnv(F.big, 25000, FNV_INIT), h10 = fnv(F.big, 10000, FNV_INIT);
+		xorshift_fill(F.big, 25000, 7);
+		u64 h = fnv1a64(F.big, 25000, FNV1A64_INIT), h10 = fnv1a64(F.big, 10000, FNV1A64_INIT);
 		static const u32 parts[3][2] = { { 0, 10000 }, { 10000, 10000 }, { 20000, 5000 } };
 		u32 total = 0;
 		int r2 = 0;
@@ -1731,7 +1698,7 @@ static void fsvisible_test(void)
 	if (!cmdline_get("probe.fs.paths", paths, sizeof(paths)))
 		paths[0] = 0;
 	bool holding = cmdline_get("probe.fs.hold", hold, sizeof(hold)) && hold[0];
-	u64 rounds = opt_u64("probe.fs.rounds", 1), round_ms = opt_u64("probe.fs.round_ms", 100);
+	u64 rounds = cmdline_u64("probe.fs.rounds", 1), round_ms = cmdline_u64("probe.fs.round_ms", 100);
 	struct fuse_entry_out e;
 	struct fuse_open_out o, o2;
 	u64 held = 0, held_fh = 0, held_lookups = 0;
@@ -1857,7 +1824,7 @@ static void fsbench_test(void)
 {
 	if (!fs_start("fsbench"))
 		return;
-	u64 khz = opt_u64("probe.fs.tsc_khz", tsc_khz());
+	u64 khz = cmdline_u64("probe.fs.tsc_khz", tsc_khz());
 	char tmp[16], ex[160];
 	struct fuse_entry_out e;
 	struct fuse_open_out o;
@@ -1865,7 +1832,7 @@ static void fsbench_test(void)
 	int first = 0;
 
 	if (bench_on("lookup")) {
-		u64 n = opt_u64("probe.fs.lookups", 10000), errs = 0, done = 0, node = 0;
+		u64 n = cmdline_u64("probe.fs.lookups", 10000), errs = 0, done = 0, node = 0;
 		u64 t0 = rdtsc();
 		for (u64 i = 0; i < n; i++) {
 			int r = fs_lookup(FUSE_ROOT_ID, "hello.txt", &e);
@@ -1887,7 +1854,7 @@ static void fsbench_test(void)
 	}
 
 	if (bench_on("create")) {
-		u64 files = opt_u64("probe.fs.files", 1000), fsz = opt_u64("probe.fs.filesize", 4096), errs = 0, done = 0;
+		u64 files = cmdline_u64("probe.fs.files", 1000), fsz = cmdline_u64("probe.fs.filesize", 4096), errs = 0, done = 0;
 		if (fsz > (1 << 20))
 			fsz = 1 << 20;
 		first = 0;
@@ -1898,7 +1865,7 @@ static void fsbench_test(void)
 		} else {
 			/* the directory's lookup is held apart from the files' (forgotten in batches) */
 			u64 dir_lookups = untrack(dir.nodeid);
-			pattern(F.big, (u32)fsz, 99);
+			xorshift_fill(F.big, (u32)fsz, 99);
 			u64 t0 = rdtsc();
 			for (u64 i = 0; i < files; i++) {
 				char name[24];
@@ -1923,7 +1890,7 @@ static void fsbench_test(void)
 			}
 			u64 cyc = rdtsc() - t0;
 			snprintf(ex, sizeof(ex), "file_bytes=%llu first_err=%s fnv1a64=%016llx", (unsigned long long)fsz,
-				 err_str(first, tmp, sizeof(tmp)), (unsigned long long)fnv(F.big, fsz, FNV_INIT));
+				 err_str(first, tmp, sizeof(tmp)), (unsigned long long)fnv1a64(F.big, fsz, FNV1A64_INIT));
 			bench_line("create-write-release", done, done * fsz, errs, cyc, khz, ex);
 			u32 c, u;
 			fs_batch_forget_all(&c, &u);
@@ -1932,12 +1899,12 @@ static void fsbench_test(void)
 	}
 
 	/* request size: probe.fs.bs, at most max_write (WRITE) and max_pages pages (READ) */
-	u64 bs = opt_u64("probe.fs.bs", 1 << 20);
+	u64 bs = cmdline_u64("probe.fs.bs", 1 << 20);
 	if (bs > (1 << 20))
 		bs = 1 << 20;
 	u64 wbs = F.max_write && bs > F.max_write ? F.max_write : bs;
 	u64 rbs = bs > (u64)F.max_pages * 4096 ? (u64)F.max_pages * 4096 : bs;
-	u64 total = opt_u64("probe.fs.size", 256) << 20;
+	u64 total = cmdline_u64("probe.fs.size", 256) << 20;
 	for (u64 i = 0; i < bs / 8; i++)
 		((u64 *)F.big)[i] = i * 0x9e3779b97f4a7c15ull;
 

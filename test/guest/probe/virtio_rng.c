@@ -13,25 +13,6 @@
 
 #define RNG_MAX_BYTES 65536
 
-static u64 opt(const char *key, u64 def)
-{
-	char v[32];
-	u64 x;
-	if (cmdline_get(key, v, sizeof(v)) && parse_u64(v, &x))
-		return x;
-	return def;
-}
-
-static u64 fnv(const u8 *p, u64 n)
-{
-	u64 h = 0xcbf29ce484222325ull;
-	for (u64 i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 static u32 distinct(const u8 *p, u32 n)
 {
 	u8 seen[32];
@@ -53,9 +34,9 @@ static int token;
 static bool rng_init(void)
 {
 	u64 wanted = 0;
-	if (opt("probe.rng.indirect", 1))
+	if (cmdline_u64("probe.rng.indirect", 1))
 		wanted |= BIT64(VIRTIO_F_INDIRECT_DESC);
-	if (opt("probe.rng.eventidx", 1))
+	if (cmdline_u64("probe.rng.eventidx", 1))
 		wanted |= BIT64(VIRTIO_F_EVENT_IDX);
 	if (!virtio_negotiate(&dev, wanted))
 		return false;
@@ -115,7 +96,7 @@ static void rng_test(void)
 	      (unsigned long long)dev.offered, (unsigned long long)dev.negotiated, q.size, virtio_status(&dev));
 	if (!ok)
 		return;
-	u32 reads = (u32)opt("probe.rng.reads", 4), bytes = (u32)opt("probe.rng.bytes", 4096);
+	u32 reads = (u32)cmdline_u64("probe.rng.reads", 4), bytes = (u32)cmdline_u64("probe.rng.bytes", 4096);
 	if (bytes > RNG_MAX_BYTES)
 		bytes = RNG_MAX_BYTES;
 	if (!bytes)
@@ -144,7 +125,7 @@ static void rng_test(void)
 		good += len > 0 && len <= bytes;
 		total += l;
 		probe("virtio-rng-read read=%u requested=%u len=%u distinct=%u same_as_previous=%u fnv1a64=%016llx", i, bytes, len, dc,
-		      same ? 1 : 0, (unsigned long long)fnv(buf, l));
+		      same ? 1 : 0, (unsigned long long)fnv1a64(buf, l, FNV1A64_INIT));
 		memcpy(prev, buf, l);
 		prev_len = l;
 	}
