@@ -93,6 +93,9 @@ size_t strnlen(const char *s, size_t max);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 bool parse_u64(const char *s, u64 *out);	/* decimal or 0x hex, whole string */
+/* Call fn(item, arg) for each non-empty comma-separated item of list, in order (probe.test=a,b,
+ * probe.blk.bs=4k,1m): each item is NUL-terminated in place while fn runs; list is left as it was. */
+void comma_list_each(char *list, void (*fn)(const char *item, void *arg), void *arg);
 /* FNV-1a 64 over n bytes, continuing from h: start with FNV1A64_INIT. The host computes the same
  * (fnv1a64 in parse.ts) to check data the guest read or wrote. */
 #define FNV1A64_INIT 0xcbf29ce484222325ull

@@ -3,29 +3,22 @@
 
 extern const struct probe_test __start_probe_tests[], __stop_probe_tests[];
 
+static void run_test(const char *name, void *arg)
+{
+	for (const struct probe_test *t = __start_probe_tests; t < __stop_probe_tests; t++) {
+		if (!strcmp(t->name, name)) {
+			t->run();
+			return;
+		}
+	}
+	probe("error=unknown-test test=%s", name);
+}
+
 void run_tests(void)
 {
 	char list[512];
-	if (!cmdline_get("probe.test", list, sizeof(list)))
-		return;
-	char *p = list;
-	while (*p) {
-		char *e = p;
-		while (*e && *e != ',')
-			e++;
-		char save = *e;
-		*e = 0;
-		const struct probe_test *t = __start_probe_tests;
-		for (; t < __stop_probe_tests; t++)
-			if (!strcmp(t->name, p))
-				break;
-		if (*p && t < __stop_probe_tests)
-			t->run();
-		else if (*p)
-			probe("error=unknown-test test=%s", p);
-		*e = save;
-		p = save ? e + 1 : e;
-	}
+	if (cmdline_get("probe.test", list, sizeof(list)))
+		comma_list_each(list, run_test, NULL);
 }
 
 /* cpu-bench: FNV-1a over 4 MiB of the probe's own memory, in TSC cycles. Shows whether guest

@@ -98,6 +98,22 @@ bool parse_u64(const char *s, u64 *out)
 	return true;
 }
 
+void comma_list_each(char *list, void (*fn)(const char *item, void *arg), void *arg)
+{
+	char *p = list;
+	while (*p) {
+		char *e = p;
+		while (*e && *e != ',')
+			e++;
+		char save = *e;
+		*e = 0;
+		if (*p)
+			fn(p, arg);
+		*e = save;
+		p = save ? e + 1 : e;
+	}
+}
+
 u64 fnv1a64(const void *p, u64 n, u64 h)
 {
 	const u8 *b = p;

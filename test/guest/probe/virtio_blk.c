@@ -1053,18 +1053,7 @@ static void each_item(const char *key, const char *def, void (*fn)(const char *,
 	char *buf = v[depth++ & 3];
 	if (!cmdline_get(key, buf, 128))
 		memcpy(buf, def, strlen(def) + 1);
-	char *p = buf;
-	while (*p) {
-		char *e = p;
-		while (*e && *e != ',')
-			e++;
-		char save = *e;
-		*e = 0;
-		if (*p)
-			fn(p, arg);
-		*e = save;
-		p = save ? e + 1 : e;
-	}
+	comma_list_each(buf, fn, arg);
 	depth--;
 }
 

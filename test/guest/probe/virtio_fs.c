@@ -1690,6 +1690,21 @@ static int walk(const char *path, struct fuse_entry_out *e)
  * handle opened at the start and GETATTRs it: what happens to what the guest already holds when a
  * path is revoked. Lookup counts are forgotten after every round.
  */
+struct visible_line {
+	char *buf;
+	int size, k;
+};
+
+/* " <path>=<LOOKUP result>" onto the round's line; once it is nearly full the rest are not looked up */
+static void visible_path(const char *path, void *arg)
+{
+	struct visible_line *v = arg;
+	struct fuse_entry_out e;
+	char tmp[16];
+	if (v->k < v->size - 100)
+		v->k += snprintf(v->buf + v->k, v->size - v->k, " %s=%s", path, err_str(walk(path, &e), tmp, sizeof(tmp)));
+}
+
 static void fsvisible_test(void)
 {
 	if (!fs_start("fs-visible"))
@@ -1715,19 +1730,10 @@ static void fsvisible_test(void)
 		}
 	}
 	for (u64 round = 0; round < rounds; round++) {
-		int k = snprintf(line, sizeof(line), "fs-visible round=%llu", (unsigned long long)round);
-		char *p = paths;
-		while (*p && k < (int)sizeof(line) - 100) {
-			char *q = p;
-			while (*q && *q != ',')
-				q++;
-			char save = *q;
-			*q = 0;
-			if (*p)
-				k += snprintf(line + k, sizeof(line) - k, " %s=%s", p, err_str(walk(p, &e), tmp, sizeof(tmp)));
-			*q = save;
-			p = save ? q + 1 : q;
-		}
+		struct visible_line v = { line, sizeof(line), 0 };
+		v.k = snprintf(line, sizeof(line), "fs-visible round=%llu", (unsigned long long)round);
+		comma_list_each(paths, visible_path, &v);
+		int k = v.k;
 		int r = fs_open(FUSE_OPENDIR, FUSE_ROOT_ID, L_O_RDONLY | L_O_DIRECTORY, &o2);
 		if (!r) {
 			r = list_dir(FUSE_READDIR, FUSE_ROOT_ID, o2.fh, 4096, &lst);
