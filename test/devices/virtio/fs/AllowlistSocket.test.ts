@@ -180,15 +180,23 @@ describe('allowlist socket: what the guest sees, through the device queues', () 
       expect(text(await c.readFile(readme.nodeid))).toBe('read me');
       expect((await lookup(1, 'secret')).error).toBe(-ERR.ENOENT);
 
-      // a handle opened before the revoke
+      // handles opened before the revoke: a file for reading, one for writing, the directory
       const { fh } = await c.open(readme.nodeid, 0);
+      const { fh: wfh } = await c.open(readme.nodeid, 2); // O_RDWR
+      const dfh = await c.opendir(docs.nodeid);
       await client.removePaths(['/pub/docs']);
+      // open handles stay usable: writing through one works (as crosvm, which checks paths at lookup/open/create only)
+      expect(await c.write(readme.nodeid, wfh, 0, new Uint8Array(Buffer.from('READ')))).toBe(4);
+      // but a listing read through a directory handle opened before is filtered with the allowlist of now
+      expect((await c.readdir(docs.nodeid, dfh)).map((d) => d.name).sort()).toEqual(['.', '..']);
+      expect((await c.release(docs.nodeid, dfh, true)).error).toBe(0);
+      expect((await c.release(readme.nodeid, wfh)).error).toBe(0);
       expect((await lookup(1, 'pub')).error).toBe(-ERR.ENOENT); // new lookups: gone at once
       expect((await lookup(docs.nodeid, 'readme')).error).toBe(-ERR.ENOENT);
       expect(await names(1)).toEqual([]);
       expect((await c.call(Op.OPEN, readme.nodeid, new Uint8Array(8))).error).toBe(-ERR.EACCES); // node ids still held: no new opens
       expect((await c.call(Op.OPENDIR, docs.nodeid, new Uint8Array(8))).error).toBe(-ERR.EACCES);
-      expect(text(await c.read(readme.nodeid, fh, 0, 100))).toBe('read me'); // the open handle keeps working (as crosvm)
+      expect(text(await c.read(readme.nodeid, fh, 0, 100))).toBe('READ me'); // the open handle keeps working (as crosvm)
       expect((await c.release(readme.nodeid, fh)).error).toBe(0);
       expect((await c.getattr(readme.nodeid)).size).toBe(7); // attributes of a held node id: still answered (as crosvm)
 
