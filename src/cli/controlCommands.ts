@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { ConfigError } from '../errors';
-import { controlRequest } from './controlClient';
+import { ControlClient, ControlRequestError } from '../control/ControlClient';
 import type { ControlRequest } from '../control/protocol';
 import { parseByteSize, parseIndex } from './sizeArgument';
 
@@ -33,9 +33,28 @@ function seconds(text: string): number {
 /** The commands whose answer is their output; the others are quiet on success, as crosvm's are. */
 const PRINTS_RESULT: readonly ControlRequest['command'][] = ['status', 'balloon_stats'];
 
+/**
+ * Send `request` on a connection of its own and return its result; connecting and the answer each
+ * get `timeoutMs` (a Unix socket connects at once or fails at once).
+ * @throws ControlRequestError `COMMAND failed: MESSAGE` when the VM refuses it; the client's
+ *   ControlConnectionError (`no kvmkit VM listens on SOCK (ENOENT)`) or ControlTimeoutError
+ *   (`no answer to COMMAND from SOCK within N ms`) otherwise
+ */
+export async function controlRequest(socket: string, request: ControlRequest, timeoutMs: number): Promise<unknown> {
+  const client = await ControlClient.connect(socket, { timeoutMs, requestTimeoutMs: timeoutMs });
+  try {
+    return await client.request(request);
+  } catch (e) {
+    if (e instanceof ControlRequestError) throw new ControlRequestError(`${request.command} failed: ${e.message}`, { cause: e });
+    throw e;
+  } finally {
+    client.close();
+  }
+}
+
 /** Send `request`; print its result as JSON for the query commands. */
 async function send(socket: string, request: ControlRequest, opts: { timeout: number }): Promise<void> {
-  const result = await controlRequest(socket, request, { timeoutMs: opts.timeout * 1000 });
+  const result = await controlRequest(socket, request, opts.timeout * 1000);
   if (PRINTS_RESULT.includes(request.command)) process.stdout.write(`${JSON.stringify(result ?? null, null, 2)}\n`);
 }
 

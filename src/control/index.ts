@@ -5,7 +5,8 @@
  */
 export { ControlServer } from './ControlServer';
 export type { ControlServerOptions } from './ControlServer';
-export { ControlClient, ControlRequestError, ControlConnectionError } from './ControlClient';
+export { ControlClient, ControlRequestError, ControlConnectionError, ControlTimeoutError } from './ControlClient';
+export type { ControlClientOptions, ControlRequestOptions } from './ControlClient';
 export { CONTROL_COMMANDS, MAX_REQUEST_LINE, parseRequest, encodeResponse } from './protocol';
 export type { ControlCommand, ControlRequest, ControlResponse, ParsedRequest } from './protocol';
 export type { ControlTarget, BalloonControl } from './ControlTarget';

@@ -9,24 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureProbe, HAS_KVM, ROOT, warnNoKvm } from '../helpers/env';
+import { CLI, kvmkitAsync as kvmkit } from './runCli';
 
-const CLI = join(ROOT, 'dist', 'cli.js');
 const HAS_CONTROL = existsSync(join(ROOT, 'src', 'control', 'ControlServer.ts'));
 if (!HAS_CONTROL) console.warn('\n*** SKIPPING the control-socket CLI tests: src/control/ (the control socket server) does not exist yet ***\n');
-
-interface Result { status: number | null; stdout: string; stderr: string }
-
-/** Run the CLI to its end without blocking this process's event loop (the VM's child reports meanwhile). */
-function kvmkit(args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe.skipIf(!HAS_KVM || !HAS_CONTROL)('kvmkit control subcommands against a running guest', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvmkit-ctl-e2e-'));

@@ -1,47 +1,23 @@
-/** The control-socket client and the control subcommands, against a scripted server (no VM needed). */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+/**
+ * The control subcommands' one-shot requests (src/control/ControlClient underneath), against a
+ * scripted server (no VM needed).
+ */
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ControlClientError, controlRequest } from '../../src/cli/controlClient';
+import { controlRequest } from '../../src/cli/controlCommands';
+import { ControlConnectionError, ControlRequestError, ControlTimeoutError } from '../../src/control/ControlClient';
 import { parseByteSize, parseIndex } from '../../src/cli/sizeArgument';
 import { ConfigError } from '../../src/errors';
-import { ensureProbe, ROOT } from '../helpers/env';
+import { ensureProbe } from '../helpers/env';
+import { ScriptedServers } from '../control/scriptedServer';
+import { kvmkitAsync as kvmkit } from './runCli';
 
-const CLI = join(ROOT, 'dist', 'cli.js');
-const dir = mkdtempSync(join(tmpdir(), 'kvmkit-ctl-'));
-let servers: Server[] = [];
-let n = 0;
+const servers = new ScriptedServers();
+const dir = servers.dir;
+const scripted = servers.start.bind(servers);
 
-/** A server on a fresh socket that records each request line and answers with `answer(request)` (undefined: say nothing). */
-async function scripted(answer: (request: unknown, sock: Socket) => string | undefined): Promise<{ path: string; requests: unknown[] }> {
-  const path = join(dir, `s${n++}.sock`);
-  const requests: unknown[] = [];
-  const server = createServer((sock) => {
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('data', (d: string) => {
-      buf += d;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const req = JSON.parse(buf.slice(0, nl)) as unknown;
-        buf = buf.slice(nl + 1);
-        requests.push(req);
-        const a = answer(req, sock);
-        if (a !== undefined) sock.write(a);
-      }
-    });
-  });
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(path, r));
-  return { path, requests };
-}
-
-afterEach(async () => {
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  servers = [];
-});
+afterEach(() => servers.closeAll());
 
 beforeAll(() => {
   ensureProbe(); // builds dist/ when a direct vitest run skipped npm test's set-up
@@ -50,8 +26,8 @@ beforeAll(() => {
 describe('controlRequest', () => {
   it('sends one JSON line and returns the result of the answer line', async () => {
     const s = await scripted(() => '{"ok":true,"result":{"state":"running","cpus":2}}\n');
-    expect(await controlRequest(s.path, { command: 'status' })).toEqual({ state: 'running', cpus: 2 });
-    expect(await controlRequest(s.path, { command: 'disk_resize', index: 1, bytes: 2 ** 31 })).toEqual({ state: 'running', cpus: 2 });
+    expect(await controlRequest(s.path, { command: 'status' }, 10_000)).toEqual({ state: 'running', cpus: 2 });
+    expect(await controlRequest(s.path, { command: 'disk_resize', index: 1, bytes: 2 ** 31 }, 10_000)).toEqual({ state: 'running', cpus: 2 });
     expect(s.requests).toEqual([{ command: 'status' }, { command: 'disk_resize', index: 1, bytes: 2 ** 31 }]);
   });
 
@@ -61,29 +37,33 @@ describe('controlRequest', () => {
       setTimeout(() => sock.write('ue,"result":42}\n'), 20);
       return undefined;
     });
-    expect(await controlRequest(s.path, { command: 'balloon', bytes: 4096 })).toBe(42);
+    expect(await controlRequest(s.path, { command: 'balloon', bytes: 4096 }, 10_000)).toBe(42);
   });
 
   it('a refusal, silence, a closed connection, a malformed answer and a missing socket are clear errors', async () => {
     const refuse = await scripted(() => '{"ok":false,"error":"disk 3 does not exist (2 block devices)"}\n');
-    await expect(controlRequest(refuse.path, { command: 'disk_resize', index: 3, bytes: 0 })).rejects.toThrow('disk_resize failed: disk 3 does not exist (2 block devices)');
+    const refused = await controlRequest(refuse.path, { command: 'disk_resize', index: 3, bytes: 0 }, 10_000).catch((x: unknown) => x);
+    expect(refused).toBeInstanceOf(ControlRequestError);
+    expect((refused as Error).message).toBe('disk_resize failed: disk 3 does not exist (2 block devices)');
     const silent = await scripted(() => undefined);
-    await expect(controlRequest(silent.path, { command: 'status' }, { timeoutMs: 200 })).rejects.toThrow(`no answer to status from ${silent.path} within 200 ms`);
+    const late = await controlRequest(silent.path, { command: 'status' }, 200).catch((x: unknown) => x);
+    expect(late).toBeInstanceOf(ControlTimeoutError);
+    expect((late as Error).message).toBe(`no answer to status from ${silent.path} within 200 ms`);
     const hangup = await scripted((_, sock) => {
       sock.end();
       return undefined;
     });
-    await expect(controlRequest(hangup.path, { command: 'stop' })).rejects.toThrow(`the VM on ${hangup.path} closed the connection without answering stop`);
+    await expect(controlRequest(hangup.path, { command: 'stop' }, 10_000)).rejects.toThrow(`the VM on ${hangup.path} closed the connection without answering stop`);
     const garbage = await scripted(() => 'hello\n');
-    await expect(controlRequest(garbage.path, { command: 'status' })).rejects.toThrow(/^malformed answer from .*: Unexpected token/);
+    await expect(controlRequest(garbage.path, { command: 'status' }, 10_000)).rejects.toThrow(/^malformed answer from .*: Unexpected token/);
     const wrongShape = await scripted(() => '{"result":1}\n');
-    await expect(controlRequest(wrongShape.path, { command: 'status' })).rejects.toThrow('expected {"ok": true|false, ...}, got {"result":1}');
+    await expect(controlRequest(wrongShape.path, { command: 'status' }, 10_000)).rejects.toThrow('expected {"ok": true|false, ...}, got {"result":1}');
     const missing = join(dir, 'nobody.sock');
-    await expect(controlRequest(missing, { command: 'status' })).rejects.toThrow(`no kvmkit VM listens on ${missing} (ENOENT)`);
+    await expect(controlRequest(missing, { command: 'status' }, 10_000)).rejects.toThrow(`no kvmkit VM listens on ${missing} (ENOENT)`);
     const notSocket = join(dir, 'plain-file');
     writeFileSync(notSocket, '');
-    const e = await controlRequest(notSocket, { command: 'status' }).catch((x: unknown) => x);
-    expect(e).toBeInstanceOf(ControlClientError);
+    const e = await controlRequest(notSocket, { command: 'status' }, 10_000).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ControlConnectionError);
     expect((e as Error).message).toMatch(/^no kvmkit VM listens on .*plain-file \(ECONNREFUSED\)$/);
   });
 });
@@ -106,18 +86,6 @@ describe('SIZE and INDEX arguments', () => {
     expect(() => parseIndex('DISK_INDEX', '-1')).toThrow('DISK_INDEX must be a 0-based index (0, 1, ...), got "-1"');
   });
 });
-
-/** Run the CLI asynchronously (the scripted server lives in this process, so spawnSync would block it). */
-function kvmkit(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('exit', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 describe('kvmkit control subcommands (spawned) send the protocol\'s requests', () => {
   it('each subcommand sends its request; results print as JSON; refusals exit 1 with the message', async () => {
