@@ -113,6 +113,10 @@ export class FuseServer {
   minor = 0;
   /** INIT flags enabled for this session. */
   initFlags = 0n;
+  /** Bumped by {@link FuseServer.abandonInFlight}: replies of older requests are not written. */
+  private epoch = 0;
+  /** The epoch each request arrived in. */
+  private readonly epochs = new WeakMap<FuseMessage, number>();
   private readonly entryTimeout: Timeout;
   private readonly attrTimeout: Timeout;
   private readonly header = new Uint8Array(IN_HEADER_SIZE);
@@ -155,7 +159,16 @@ export class FuseServer {
       return this.replyError(msg, h.unique, e);
     }
     if (typeof result === 'number') return result;
+    this.epochs.set(msg, this.epoch);
     return result.catch((e: unknown) => this.replyError(msg, h.unique, e));
+  }
+
+  /**
+   * Requests still running (large I/O on the I/O threads) will not write their replies: the
+   * transport took their buffers back (a device reset). Their promises resolve to 0.
+   */
+  abandonInFlight(): void {
+    this.epoch++;
   }
 
   /** End the FUSE session as DESTROY does (a device reset): every node id and handle is dropped; the guest must INIT again. */
@@ -429,6 +442,7 @@ export class FuseServer {
    * already placed after the header (READ). Returns the used length.
    */
   private reply(msg: FuseMessage, unique: bigint, payload?: Uint8Array, dataBytes = 0): number {
+    if (this.isAbandoned(msg)) return 0;
     const len = OUT_HEADER_SIZE + (payload?.length ?? 0) + dataBytes;
     const out = new Uint8Array(OUT_HEADER_SIZE + (payload?.length ?? 0));
     const v = new DataView(out.buffer);
@@ -442,6 +456,7 @@ export class FuseServer {
   }
 
   private replyError(msg: FuseMessage, unique: bigint, e: unknown): number {
+    if (this.isAbandoned(msg)) return 0;
     let errno: number;
     if (e instanceof FuseError) errno = e.errno;
     else {
@@ -459,6 +474,12 @@ export class FuseServer {
     this.stats.replies++;
     this.stats.errors++;
     return OUT_HEADER_SIZE;
+  }
+
+  /** A request that went asynchronous before {@link FuseServer.abandonInFlight}. */
+  private isAbandoned(msg: FuseMessage): boolean {
+    const e = this.epochs.get(msg);
+    return e !== undefined && e !== this.epoch;
   }
 
   /** Run a reply-less operation; an unexpected failure is counted and kept as for replies. */

@@ -30,6 +30,7 @@ import { direntplusSize, direntSize, statKey, statMode, writeDirent, writeEntryO
 import { fail, FuseError } from './FuseError';
 import { type Handle, HandleTable } from './HandleTable';
 import { Inode, InodeTable } from './InodeTable';
+import { IoThreads } from './IoThreads';
 import {
   AT, cString, E, EMPTY_PATH, fsLibc, O, RENAME, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, STATFS_SIZE, STATX_BASIC_STATS,
   STATX_SIZE, UTIME_NOW, UTIME_OMIT,
@@ -73,8 +74,8 @@ export interface PassthroughFsOptions {
 }
 
 /**
- * Size from which READ/WRITE leave the main thread (koffi's `.async` on libuv's pool). Measured
- * here with FuseServer.handle() on a page-cached file (2 CPUs, load average ~12 from other work,
+ * Size from which READ/WRITE leave the main thread for the I/O threads (IoThreads.ts). Measured
+ * with koffi's `.async` on libuv's pool as the thread hop, here with FuseServer.handle() on a page-cached file (2 CPUs, load average ~12 from other work,
  * so ±50 %): a synchronous read costs the main thread 24–140 µs at 4 KiB, 58–74 µs at 64 KiB,
  * 90–100 µs at 128 KiB and 590–670 µs at 1 MiB; on the pool it costs 26–60 µs whatever the size,
  * and 8 concurrent 64 KiB reads ran at 1.6 GB/s against 1.1 GB/s synchronously (1 MiB: 4.1
@@ -114,7 +115,8 @@ export class PassthroughFs {
   private readonly asRoot: boolean;
   private readonly umask: number;
   private readonly dirBuf = new Uint8Array(32 * 1024);
-  private running = new Set<Promise<unknown>>();
+  private readonly running = new Set<Promise<unknown>>();
+  private readonly io = new IoThreads();
 
   /**
    * Open `sharedDir` (synchronously).
@@ -137,9 +139,15 @@ export class PassthroughFs {
       c.close(rootFd);
       throw new ConfigError('shared_dir', `needs /proc/self/fd to serve files (${errnoName(e)})`, options.sharedDir);
     }
-    const stat = statFd(rootFd);
-    const table = new InodeTable(makeRoot(rootFd, stat));
-    this.inodes = table;
+    let stat: Uint8Array;
+    try {
+      stat = statFd(rootFd);
+    } catch (e) {
+      c.close(rootFd);
+      c.close(this.procFd);
+      throw new ConfigError('shared_dir', 'must be a directory the VMM can stat', options.sharedDir, { cause: e });
+    }
+    this.inodes = new InodeTable(makeRoot(rootFd, stat));
     this.asRoot = c.geteuid() === 0;
     this.umask = processUmask();
   }
@@ -350,14 +358,14 @@ export class PassthroughFs {
   /** FSYNC / FSYNCDIR on the thread pool. */
   fsync(nodeid: number, fh: number, dir: boolean, dataOnly: boolean): Promise<void> {
     const h = this.handles.get(fh, nodeid, dir);
-    return this.pinned(h, () => fsLibc().fsyncAsync(h.fd, dataOnly), 'fsync').then(() => undefined);
+    return this.pinned(h, () => this.io.fsync(h.fd, dataOnly), 'fsync').then(() => undefined);
   }
 
   /** FALLOCATE on the thread pool. */
   fallocate(nodeid: number, fh: number, mode: number, offset: number, length: number): Promise<void> {
     const h = this.handles.get(fh, nodeid, false);
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) fail(E.FBIG, 'fallocate');
-    return this.pinned(h, () => fsLibc().fallocateAsync(h.fd, mode, offset, length), 'fallocate').then(() => undefined);
+    return this.pinned(h, () => this.io.fallocate(h.fd, mode, offset, length), 'fallocate').then(() => undefined);
   }
 
   /** LSEEK (SEEK_DATA / SEEK_HOLE and the rest): the new offset. */
@@ -521,9 +529,25 @@ export class PassthroughFs {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
+  /**
+   * Block until no system call of the I/O threads is running (at most `timeoutMs`), and drop the
+   * ones not started: after it, nothing this file system started writes guest RAM (a device reset).
+   * @returns false when a call was still running at the deadline
+   */
+  quiesce(timeoutMs: number): boolean {
+    this.io.cancelQueued();
+    return this.io.quiesce(timeoutMs);
+  }
+
+  /** Why the I/O threads stopped working, if they did (reads and writes then answer EIO). */
+  get ioError(): Error | undefined {
+    return this.io.error;
+  }
+
   /** Close everything, the root and /proc/self/fd descriptors too, once running I/O is over. */
   async close(): Promise<void> {
     this.destroy();
+    await this.io.close();
     await this.drain();
     this.inodes.clear();
     fsLibc().close(this.procFd);
@@ -654,7 +678,8 @@ export class PassthroughFs {
     const c = fsLibc();
     if (total >= this.asyncMinBytes && views.length <= IOV_MAX) {
       const iov = iovec(views);
-      return this.pinned(h, () => (write ? c.pwritevAsync : c.preadvAsync)(h.fd, iov, views.length, offset), write ? 'write' : 'read', views);
+      const io = (): Promise<number> => (write ? this.io.pwritev(h.fd, iov, views.length, offset, views) : this.io.preadv(h.fd, iov, views.length, offset, views));
+      return this.pinned(h, io, write ? 'write' : 'read');
     }
     let done = 0;
     for (let i = 0; i < views.length; i += IOV_MAX) {
@@ -672,16 +697,13 @@ export class PassthroughFs {
     return done;
   }
 
-  /** Run `io` with `h` pinned; `keep` stays referenced until it settles. A negative result is that errno. */
-  private pinned(h: Handle, io: () => Promise<number>, what: string, keep?: unknown): Promise<number> {
+  /** Run `io` with `h` pinned (its descriptor stays open). A negative result is that errno. */
+  private pinned(h: Handle, io: () => Promise<number>, what: string): Promise<number> {
     this.handles.pin(h);
-    const p = io().then(
-      (r) => {
-        void keep;
-        if (r < 0) fail(-r, what);
-        return r;
-      },
-    );
+    const p = io().then((r) => {
+      if (r < 0) fail(-r, what);
+      return r;
+    });
     const tracked = p.finally(() => {
       this.handles.unpin(h);
       this.running.delete(tracked);

@@ -2,8 +2,8 @@
  * The libc calls of the FUSE file system, through koffi. Every call that names a file takes a
  * directory descriptor and one NUL-terminated name given as bytes (`Uint8Array`), never a JS
  * string: guest file names are arbitrary bytes, and passing them through unchanged keeps a name
- * from being re-encoded into a different one. Results follow libc (-1 and `errno()`), except the
- * `*Async` calls, which run on libuv's thread pool and resolve to the result or `-errno`.
+ * from being re-encoded into a different one. Results follow libc (-1 and `errno()`). Calls that
+ * may wait for the disk run on the I/O threads instead (IoThreads.ts).
  * @module
  */
 import koffi from 'koffi';
@@ -43,22 +43,9 @@ export interface FsLibc {
   geteuid(): number;
   /** errno of the last failed call on this thread. */
   errno(): number;
-  /** preadv on the thread pool: bytes read or -errno. */
-  preadvAsync(fd: number, iov: Uint8Array, iovcnt: number, offset: number): Promise<number>;
-  /** pwritev on the thread pool: bytes written or -errno. */
-  pwritevAsync(fd: number, iov: Uint8Array, iovcnt: number, offset: number): Promise<number>;
-  /** fsync (or fdatasync when `dataOnly`) on the thread pool: 0 or -errno. */
-  fsyncAsync(fd: number, dataOnly: boolean): Promise<number>;
-  /** fallocate on the thread pool: 0 or -errno. */
-  fallocateAsync(fd: number, mode: number, offset: number, len: number): Promise<number>;
 }
 
-/** koffi's `.async` form of a bound function. */
-type AsyncCall = (...args: unknown[]) => void;
-interface KoffiFunction {
-  (...args: unknown[]): number;
-  async: AsyncCall;
-}
+type KoffiFunction = (...args: unknown[]) => number;
 
 let cached: FsLibc | undefined;
 
@@ -73,19 +60,6 @@ function bind(): FsLibc {
   const f = (proto: string): KoffiFunction => lib.func(proto) as KoffiFunction;
   // openat and the *xattr family take a variadic mode / are plain: declared with fixed arguments
   // (the x86_64 and aarch64 calling conventions pass them the same way).
-  const preadv = f('intptr_t preadv(int fd, const void *iov, int iovcnt, int64_t offset)');
-  const pwritev = f('intptr_t pwritev(int fd, const void *iov, int iovcnt, int64_t offset)');
-  const fsync = f('int fsync(int fd)');
-  const fdatasync = f('int fdatasync(int fd)');
-  const fallocate = f('int fallocate(int fd, int mode, int64_t offset, int64_t len)');
-  const errno = (): number => koffi.errno();
-  const viaPool = (fn: KoffiFunction, args: unknown[]): Promise<number> =>
-    new Promise((resolve, reject) => {
-      fn.async(...args, (err: unknown, res: number) => {
-        if (err) reject(err instanceof Error ? err : new Error(String(err)));
-        else resolve(res < 0 ? -errno() : res);
-      });
-    });
   return {
     openat: f('int openat(int dirfd, const void *path, int flags, uint32_t mode)'),
     close: f('int close(int fd)'),
@@ -104,12 +78,12 @@ function bind(): FsLibc {
     utimensat: f('int utimensat(int dirfd, const void *path, const void *times, int flags)'),
     futimens: f('int futimens(int fd, const void *times)'),
     ftruncate: f('int ftruncate(int fd, int64_t length)'),
-    fsync,
-    fdatasync,
-    fallocate,
+    fsync: f('int fsync(int fd)'),
+    fdatasync: f('int fdatasync(int fd)'),
+    fallocate: f('int fallocate(int fd, int mode, int64_t offset, int64_t len)'),
     lseek: f('int64_t lseek(int fd, int64_t offset, int whence)'),
-    preadv,
-    pwritev,
+    preadv: f('intptr_t preadv(int fd, const void *iov, int iovcnt, int64_t offset)'),
+    pwritev: f('intptr_t pwritev(int fd, const void *iov, int iovcnt, int64_t offset)'),
     getdents64: f('intptr_t getdents64(int fd, void *buf, size_t size)'),
     fstatfs: f('int fstatfs(int fd, void *buf)'),
     getxattr: f('intptr_t getxattr(const void *path, const void *name, void *value, size_t size)'),
@@ -117,11 +91,7 @@ function bind(): FsLibc {
     listxattr: f('intptr_t listxattr(const void *path, void *list, size_t size)'),
     removexattr: f('int removexattr(const void *path, const void *name)'),
     geteuid: f('uint32_t geteuid()'),
-    errno,
-    preadvAsync: (fd, iov, n, off) => viaPool(preadv, [fd, iov, n, off]),
-    pwritevAsync: (fd, iov, n, off) => viaPool(pwritev, [fd, iov, n, off]),
-    fsyncAsync: (fd, dataOnly) => viaPool(dataOnly ? fdatasync : fsync, [fd]),
-    fallocateAsync: (fd, mode, off, len) => viaPool(fallocate, [fd, mode, off, len]),
+    errno: () => koffi.errno(),
   };
 }
 

@@ -27,6 +27,8 @@ import { MAX_TAG_BYTES, resolveFsOptions, type CachePolicy, type VirtioFsOptions
 export const FS_QUEUE_SIZE = 1024;
 /** Request queues besides the high-priority one (`num_request_queues`). */
 export const FS_REQUEST_QUEUES = 1;
+/** How long a device reset waits for running I/O before it gives up on it (ms), as virtio-blk. */
+export const FS_RESET_DRAIN_MS = 5000;
 /** Bytes of the configuration space: tag[36] and le32 num_request_queues (§5.11.4). */
 export const FS_CONFIG_SIZE = MAX_TAG_BYTES + 4;
 
@@ -168,11 +170,14 @@ export class VirtioFs extends VirtioDevice {
 
   /**
    * Driver reset: the FUSE session ends (node ids and handles are dropped; the guest sends INIT
-   * again). Completions of I/O still running on the thread pool are discarded.
+   * again). I/O still running on the I/O threads is waited for (up to {@link FS_RESET_DRAIN_MS}),
+   * and its completion discarded, so nothing writes guest RAM after the reset (§2.4.1).
    */
   reset(): void {
     this.generation++;
     this.active = undefined;
+    this.server.abandonInFlight();
+    this.fs.quiesce(FS_RESET_DRAIN_MS);
     this.server.endSession();
   }
 

@@ -11,7 +11,7 @@ import { VIRTIO_F_VERSION_1, VIRTIO_ID_FS } from '../../../../src/devices/virtio
 import { FuseOpcode as Op } from '../../../../src/fuse/abi';
 import { cleanupTempDirs, ERR, tempDir } from '../../../fuse/helpers';
 import { processResources } from '../../../helpers/env';
-import { FuseClient, le } from './fuseClient';
+import { cat, FuseClient, le } from './fuseClient';
 
 afterAll(cleanupTempDirs);
 
@@ -128,6 +128,33 @@ describe('VirtioFs device', () => {
       expect((await again.call(Op.GETATTR, 1, new Uint8Array(16))).error).toBe(-ERR.EIO);
       await again.init();
       expect((await again.call(Op.GETATTR, e.nodeid, new Uint8Array(16))).error).toBe(-ERR.EBADF);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('a reset waits for running I/O and nothing writes guest RAM or the used ring after it', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'big'), Buffer.alloc(8 << 20, 0x11));
+    const c = FuseClient.create({ sharedDir: dir, tag: 't' }, 32 << 20);
+    try {
+      await c.init();
+      const e = await c.lookup(1, 'big');
+      const { fh } = await c.open(e.nodeid, 0);
+      const driver = c.active.drivers[1]!;
+      const reqAddr = c.alloc(80);
+      c.mem.write(reqAddr, cat(le().u32(80).u32(Op.READ).u64(99).u64(e.nodeid).u32(0).u32(0).u32(0).u32(0).bytes(), c.readArgs(fh, 0, 8 << 20)));
+      const replyAddr = c.alloc((8 << 20) + 16);
+      driver.addChain([{ addr: reqAddr, len: 80 }, { addr: replyAddr, len: (8 << 20) + 16, write: true }]);
+      const usedBefore = driver.usedIdx;
+      c.dev.processQueue(1);
+      expect(c.dev.fs.inFlight).toBe(1); // the 8 MiB read runs on an I/O thread
+      c.dev.reset();
+      c.mem.write(replyAddr, new Uint8Array(64).fill(0x5a)); // the driver reuses its buffer at once
+      await new Promise((r) => setTimeout(r, 100));
+      expect([...c.mem.read(replyAddr, 64)].every((b) => b === 0x5a)).toBe(true);
+      expect(driver.usedIdx).toBe(usedBefore);
+      expect(c.dev.fs.inFlight).toBe(0);
     } finally {
       await c.close();
     }
