@@ -3,10 +3,11 @@
  * a SharedArrayBuffer (ioThreadMain.ts). Large reads and writes, fsync and fallocate run there, so
  * the main thread (which serves the vCPUs' device exits) never waits for the disk.
  *
- * Why not koffi's `.async` (libuv's pool)? Measured the same throughput here, but a reset must be
+ * Why not koffi's `.async` (libuv's pool), which served the same purpose first? A reset must be
  * able to wait for running I/O synchronously before guest RAM is released (virtio 1.2 §2.4: no
  * writes after a reset), which a libuv job does not allow: `quiesce()` waits on the mailboxes with
- * `Atomics.wait`. Submitting costs a few stores and one `Atomics.notify`; the completion wakes the
+ * `Atomics.wait`. The main-thread cost of the hop is about the same either way (30–80 µs per
+ * call here, mostly the wake-up of the main loop; see ASYNC_IO_MIN_BYTES in PassthroughFs.ts). Submitting costs a few stores and one `Atomics.notify`; the completion wakes the
  * main thread through `Atomics.waitAsync`. Threads start on first use and do not keep the process
  * alive while idle.
  * @module

@@ -75,13 +75,15 @@ export interface PassthroughFsOptions {
 
 /**
  * Size from which READ/WRITE leave the main thread for the I/O threads (IoThreads.ts). Measured
- * with koffi's `.async` on libuv's pool as the thread hop, here with FuseServer.handle() on a page-cached file (2 CPUs, load average ~12 from other work,
- * so ±50 %): a synchronous read costs the main thread 24–140 µs at 4 KiB, 58–74 µs at 64 KiB,
- * 90–100 µs at 128 KiB and 590–670 µs at 1 MiB; on the pool it costs 26–60 µs whatever the size,
- * and 8 concurrent 64 KiB reads ran at 1.6 GB/s against 1.1 GB/s synchronously (1 MiB: 4.1
- * against 1.8 GB/s). Below 64 KiB the synchronous call is as cheap as the hop to the pool.
+ * with FuseServer.handle() on a page-cached file (this 2-CPU host, load average ~5 from other
+ * work, so ±30 %): main-thread time per read, synchronous / on the I/O threads: 4 KiB 12–24 /
+ * 45–68 µs, 64 KiB 16–32 / 40–42 µs, 128 KiB 26–29 / 36–38 µs, 256 KiB 46 / 45–48 µs, 1 MiB
+ * 160–200 / 66–83 µs (the wake-up of the main loop is most of the hop's cost). Cached data moves
+ * faster synchronously (1 MiB: 5.2–6.5 against 3.5–4.4 GB/s), but a read that has to wait for
+ * the disk would hold the main thread for milliseconds. From 128 KiB (Linux's readahead window)
+ * the hop costs the main thread no more than the copy.
  */
-export const ASYNC_IO_MIN_BYTES = 64 * 1024;
+export const ASYNC_IO_MIN_BYTES = 128 * 1024;
 /** Longest symlink target read (PATH_MAX, include/uapi/linux/limits.h). */
 export const PATH_MAX = 4096;
 /** Longest file name (NAME_MAX, include/uapi/linux/limits.h). */
