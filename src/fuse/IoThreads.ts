@@ -39,6 +39,8 @@ interface Thread {
   state: Int32Array;
   args: Float64Array;
   job: Job | undefined;
+  /** Resolves when the worker has exited. */
+  exited: Promise<void>;
 }
 
 /** Longest a completion can go unnoticed if its wake-up is lost (ms). */
@@ -116,13 +118,12 @@ export class IoThreads {
     this.closed = true;
     this.cancelQueued();
     this.quiesce(10_000);
-    const exits = this.threads.map((t) => new Promise<void>((resolve) => {
+    for (const t of this.threads) {
       t.worker.ref(); // until it has exited
-      t.worker.once('exit', () => resolve());
       Atomics.store(t.state, 0, K.STOP);
       Atomics.notify(t.state, 0);
-    }));
-    await Promise.all(exits);
+    }
+    await Promise.all(this.threads.map((t) => t.exited));
     this.threads.length = 0;
   }
 
@@ -200,11 +201,14 @@ export class IoThreads {
     const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
     const worker = new Worker(workerSource, { eval: true, workerData: { koffiPath, sab, codes: K }, execArgv });
     worker.unref();
-    const t: Thread = { worker, state: new Int32Array(sab, 0, 1), args: new Float64Array(sab, 8, 7), job: undefined };
     worker.on('error', (e) => this.fail(e));
-    worker.once('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`FUSE I/O thread exited unexpectedly (code ${code})`));
-    });
+    const exited = new Promise<void>((resolve) =>
+      worker.once('exit', (code) => {
+        if (!this.closed) this.fail(new Error(`FUSE I/O thread exited unexpectedly (code ${code})`));
+        resolve();
+      }),
+    );
+    const t: Thread = { worker, state: new Int32Array(sab, 0, 1), args: new Float64Array(sab, 8, 7), job: undefined, exited };
     this.threads.push(t);
     return t;
   }

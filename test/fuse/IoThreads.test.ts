@@ -69,4 +69,17 @@ describe('IoThreads', () => {
     expect(await io.preadv(fd, iov(buf), 1, 0, buf)).toBe(-ERR.EIO);
     fsLibc().close(fd);
   });
+
+  it('a thread that dies fails its call and later ones with EIO, says why, and close still returns', async () => {
+    const io = new IoThreads(1);
+    const fd = fsLibc().openat(AT.FDCWD, cString('/proc/self/status'), O.RDONLY | O.CLOEXEC, 0);
+    const buf = new Uint8Array(new SharedArrayBuffer(64));
+    expect(await io.preadv(fd, iov(buf), 1, 0, buf)).toBeGreaterThan(0); // the thread exists now
+    const thread = (io as unknown as { threads: { worker: { terminate(): Promise<number> } }[] }).threads[0]!;
+    await thread.worker.terminate();
+    expect(io.error?.message).toMatch(/exited unexpectedly/);
+    expect(await io.preadv(fd, iov(buf), 1, 0, buf)).toBe(-ERR.EIO);
+    await io.close();
+    fsLibc().close(fd);
+  });
 });
