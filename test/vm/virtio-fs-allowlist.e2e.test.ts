@@ -13,7 +13,7 @@
  * The guest's error count must equal the host's, and both phases of failures and the successful
  * one must be non-empty.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +65,7 @@ describe.skipIf(!HAS_KVM)('virtio-fs allowlist socket while the probe runs', () 
     const errors: Error[] = [];
     vm.on('error', (e) => errors.push(e));
     const stats = fs.server.stats;
+    expect(statSync(sock).mode & 0o777).toBe(0o600); // listening from construction, before the VM starts
     const client = AllowlistClient.connect(sock);
     await vm.start();
     const timer = setTimeout(() => void vm.stop(), 170_000);
@@ -93,6 +94,7 @@ describe.skipIf(!HAS_KVM)('virtio-fs allowlist socket while the probe runs', () 
       const tEnd = performance.now();
       expect(info.reason, vm.serial.output).toBe('poweroff');
       expect(errors).toEqual([]);
+      expect(existsSync(sock)).toBe(false); // the socket went with the VM
 
       const records = parseProbeLines(vm.serial.output);
       const bench = records.filter((r) => r.key === 'fsbench');
