@@ -8,28 +8,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { VirtualMachine, type VirtualMachineOptions } from '../../src';
-import { fnv1a64, parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
+import { fnv1a64 } from '../guest/probe/parse';
 import { ensureProbe, HAS_KVM, warnNoKvm } from '../helpers/env';
+import { firstRecord as one, runProbe } from '../helpers/runProbe';
 
 warnNoKvm();
 let probe = '';
 const tmp = mkdtempSync(join(tmpdir(), 'kvmkit-probe-'));
 
-/** Boot the probe, wait for it to end on its own, and return its PROBE records. */
-async function runProbe(opts: Partial<VirtualMachineOptions>, timeoutMs = 20_000) {
-  const vm = new VirtualMachine({ kernel: probe, ...opts });
-  await vm.start();
-  const timer = setTimeout(() => void vm.stop(), timeoutMs);
-  const info = await vm.exited;
-  clearTimeout(timer);
-  return { info, records: parseProbeLines(vm.serial.output), output: vm.serial.output, vm };
-}
-
-const one = (records: ProbeRecord[], key: string): ProbeRecord => {
-  const r = records.find((x) => x.key === key);
-  if (!r) throw new Error(`no PROBE ${key} line in ${JSON.stringify(records.map((x) => x.key))}`);
+/** Boot the probe, wait for it to end on its own (20 s at most): no VM error event on the way. */
+async function run(opts: Partial<VirtualMachineOptions>) {
+  const r = await runProbe({ kernel: probe, ...opts }, { timeoutMs: 20_000 });
+  expect(r.errors).toEqual([]);
   return r;
-};
+}
 
 describe.skipIf(!HAS_KVM)('probe guest on kvmkit', () => {
   beforeAll(() => {
@@ -41,7 +33,7 @@ describe.skipIf(!HAS_KVM)('probe guest on kvmkit', () => {
     const bytes = randomBytes(3 * 1024 * 1024 + 123);
     writeFileSync(initrd, bytes);
     const before = Date.now();
-    const { info, records } = await runProbe({ cpus: 1, mem: 128, initrd, params: ['probe.ring=3', 'probe.cmd=poweroff', 'hello="a b"', 'x=1'] });
+    const { info, records } = await run({ cpus: 1, mem: 128, initrd, params: ['probe.ring=3', 'probe.cmd=poweroff', 'hello="a b"', 'x=1'] });
     expect(info.reason).toBe('poweroff');
     expect(one(records, 'hello').entry).toBe('64');
     expect(one(records, 'cmdline').cmdline).toMatch(/^console=ttyS0 .*probe\.ring=3 probe\.cmd=poweroff hello="a b" x=1$/);
@@ -62,7 +54,7 @@ describe.skipIf(!HAS_KVM)('probe guest on kvmkit', () => {
   });
 
   it('2 vCPUs: the guest finds both in the MADT and starts the second', async () => {
-    const { info, records } = await runProbe({ cpus: 2, params: 'probe.cmd=poweroff' });
+    const { info, records } = await run({ cpus: 2, params: 'probe.cmd=poweroff' });
     expect(info.reason).toBe('poweroff');
     expect(one(records, 'cpus_source')).toMatchObject({ cpus_source: 'acpi', cpus: '2', apic_ids: '0,1' });
     expect(records.filter((r) => r.key === 'cpu' && 'up' in r).map((r) => r.apic)).toEqual(['1']);
@@ -70,14 +62,14 @@ describe.skipIf(!HAS_KVM)('probe guest on kvmkit', () => {
   });
 
   it('large mem: RAM above the MMIO hole is reported at 4 GiB', async () => {
-    const { records } = await runProbe({ mem: 4096 + 512, params: 'probe.cmd=poweroff' });
+    const { records } = await run({ mem: 4096 + 512, params: 'probe.cmd=poweroff' });
     const e820 = records.filter((r) => r.key === 'e820' && r.type === '1');
     expect(e820.some((r) => r.addr === '0x100000000' && Number(r.size) === 1.5 * 2 ** 30)).toBe(true);
     expect(e820.every((r) => Number(r.addr) + Number(r.size) <= 0xc000_0000 || Number(r.addr) >= 2 ** 32)).toBe(true);
   });
 
   it('reboot ends as reboot', async () => {
-    const { info, records } = await runProbe({ params: 'probe.cmd=reboot' });
+    const { info, records } = await run({ params: 'probe.cmd=reboot' });
     expect(info.reason).toBe('reboot');
     expect(one(records, 'reboot')).toBeDefined();
   });
@@ -123,8 +115,8 @@ describe.skipIf(!HAS_KVM)('probe guest on kvmkit', () => {
 
   it('two VMs at once in one process', async () => {
     const [a, b] = await Promise.all([
-      runProbe({ cpus: 2, params: 'probe.cmd=poweroff which=a' }),
-      runProbe({ cpus: 1, mem: 64, params: 'probe.cmd=poweroff which=b' }),
+      run({ cpus: 2, params: 'probe.cmd=poweroff which=a' }),
+      run({ cpus: 1, mem: 64, params: 'probe.cmd=poweroff which=b' }),
     ]);
     expect(a.info.reason).toBe('poweroff');
     expect(b.info.reason).toBe('poweroff');

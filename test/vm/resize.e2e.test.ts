@@ -18,6 +18,7 @@ import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
 import { fnv1a64, parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
 import { QEMU_BINARY, qemuAvailable, qemuProbeArgs } from '../guest/probe/qemu';
 import { HAS_KVM, warnNoKvm } from '../helpers/env';
+import { runProbe } from '../helpers/runProbe';
 import { probeWithTest } from '../control/probeImage';
 
 warnNoKvm();
@@ -106,39 +107,35 @@ afterAll(() => {
 describe.skipIf(!HAS_KVM)('vm.resizeDisk (probe guest)', () => {
   it.each([0, 2])('grow then shrink: the probe sees each change (msix=%i), the file follows, diskResized fires', async (msix) => {
     const file = image(`disk-${msix}.img`);
-    const vm = new VirtualMachine({ kernel, devices: [new VirtioBlock({ path: file })], params: `${PARAMS} probe.virtio.msix=${msix}` });
     const events: { index: number; bytes: number }[] = [];
-    vm.on('diskResized', (e) => events.push(e));
-    const errors: Error[] = [];
-    vm.on('error', (e) => errors.push(e));
-    await vm.start();
-    try {
-      await vm.serial.waitFor(/PROBE blkresize-ready round=0 /, { timeoutMs: 20_000 });
-      const t0 = performance.now();
-      await vm.resizeDisk(0, GROWN);
-      expect(statSync(file).size).toBe(GROWN);
-      await vm.serial.waitFor(/PROBE blkresize-ready round=1 /, { timeoutMs: 20_000 });
-      const growMs = performance.now() - t0;
-      expect(vm.status().devices[0]).toMatchObject({ kind: 'virtio-blk', disk: 0, path: file, bytes: GROWN, capacity: GROWN / 512 });
-      await vm.resizeDisk(0, BigInt(SHRUNK)); // bigint accepted too
-      const shrunkHash = lastBlockHash(file);
-      await vm.serial.waitFor(/PROBE blkresize-done/, { timeoutMs: 20_000 });
-      const info = await vm.exited;
-      expect(info.reason, vm.serial.output).toBe('poweroff');
-      const records = parseProbeLines(vm.serial.output);
-      checkRounds(records, file, shrunkHash);
-      // how the change was signalled: INTx pending with MSI-X off; the masked config vector's pending bit with MSI-X on
-      const change = pick(records, 'blkresize-change', 1);
-      expect(Number(change.isr) & 2).toBe(2);
-      if (msix === 0) expect(change).toMatchObject({ intx: '1', pba: '0' });
-      else expect(change).toMatchObject({ intx: '0', config_vector: '0x0', pba: '1' });
-      expect(events).toEqual([{ index: 0, bytes: GROWN }, { index: 0, bytes: SHRUNK }]);
-      expect(errors).toEqual([]);
-      console.log(`resize msix=${msix}: resizeDisk → probe re-read and I/O done in ${growMs.toFixed(1)} ms`);
-      kvmkitSummary.set(msix, summary(records));
-    } finally {
-      if (vm.state !== 'exited') await vm.stop();
-    }
+    let growMs = 0;
+    let shrunkHash = '';
+    const { info, records, output, errors } = await runProbe({ kernel, devices: [new VirtioBlock({ path: file })], params: `${PARAMS} probe.virtio.msix=${msix}` }, {
+      beforeStart: (vm) => vm.on('diskResized', (e) => events.push(e)),
+      whileRunning: async (vm) => {
+        await vm.serial.waitFor(/PROBE blkresize-ready round=0 /, { timeoutMs: 20_000 });
+        const t0 = performance.now();
+        await vm.resizeDisk(0, GROWN);
+        expect(statSync(file).size).toBe(GROWN);
+        await vm.serial.waitFor(/PROBE blkresize-ready round=1 /, { timeoutMs: 20_000 });
+        growMs = performance.now() - t0;
+        expect(vm.status().devices[0]).toMatchObject({ kind: 'virtio-blk', disk: 0, path: file, bytes: GROWN, capacity: GROWN / 512 });
+        await vm.resizeDisk(0, BigInt(SHRUNK)); // bigint accepted too
+        shrunkHash = lastBlockHash(file);
+        await vm.serial.waitFor(/PROBE blkresize-done/, { timeoutMs: 20_000 });
+      },
+    });
+    expect(info.reason, output).toBe('poweroff');
+    checkRounds(records, file, shrunkHash);
+    // how the change was signalled: INTx pending with MSI-X off; the masked config vector's pending bit with MSI-X on
+    const change = pick(records, 'blkresize-change', 1);
+    expect(Number(change.isr) & 2).toBe(2);
+    if (msix === 0) expect(change).toMatchObject({ intx: '1', pba: '0' });
+    else expect(change).toMatchObject({ intx: '0', config_vector: '0x0', pba: '1' });
+    expect(events).toEqual([{ index: 0, bytes: GROWN }, { index: 0, bytes: SHRUNK }]);
+    expect(errors).toEqual([]);
+    console.log(`resize msix=${msix}: resizeDisk → probe re-read and I/O done in ${growMs.toFixed(1)} ms`);
+    kvmkitSummary.set(msix, summary(records));
   });
 
   it('refuses a read-only disk, a size off the block size, an index out of range, and a VM not running', async () => {

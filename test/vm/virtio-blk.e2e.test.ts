@@ -9,16 +9,17 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, VirtualMachine, type VirtualMachineOptions } from '../../src';
+import { ConfigError, type VirtualMachineOptions } from '../../src';
 import { VirtioBlock } from '../../src/devices/virtio/block/VirtioBlock';
 import { VirtioRng } from '../../src/devices/virtio/rng/VirtioRng';
 import type { RawDiskImage } from '../../src/disk/RawDiskImage';
 import {
   all, byCase, checkBlk, checkBlock4k, checkImages, checkRng, KVMKIT, one, type BlkDisks, type BlkRunConfig, type ProbeRun,
 } from '../guest/probe/blkExpectations';
-import { fnv1a64, parseProbeLines } from '../guest/probe/parse';
+import { fnv1a64 } from '../guest/probe/parse';
 import { buildProbe } from '../guest/probe/qemu';
 import { ensureProbe, HAS_KVM, warnNoKvm } from '../helpers/env';
+import { runProbe } from '../helpers/runProbe';
 
 warnNoKvm();
 
@@ -51,17 +52,10 @@ interface Result extends ProbeRun {
 }
 
 /** Boot the probe on kvmkit with these devices and wait for it to power off (or 60 s). */
-async function runProbe(opts: Partial<VirtualMachineOptions>, params: string): Promise<Result> {
-  const vm = new VirtualMachine({ kernel, mem: 256, ...opts, params: `probe.quiet probe.ring=3 ${params}` });
-  const errors: Error[] = [];
-  vm.on('error', (e) => errors.push(e));
-  const t0 = Date.now();
-  await vm.start();
-  const timer = setTimeout(() => void vm.stop(), 60_000);
-  const info = await vm.exited;
-  clearTimeout(timer);
-  const probe = parseProbeLines(vm.serial.output);
-  return { probe, output: vm.serial.output, reason: info.reason, errors, cmdline: probe.find((p) => p.key === 'cmdline')?.cmdline ?? '', ms: Date.now() - t0 };
+async function runBlk(opts: Partial<VirtualMachineOptions>, params: string): Promise<Result> {
+  const r = await runProbe({ kernel, mem: 256, ...opts, params: `probe.quiet probe.ring=3 ${params}` }, { timeoutMs: 60_000 });
+  const probe = r.records;
+  return { probe, output: r.output, reason: r.info.reason, errors: r.errors, cmdline: probe.find((p) => p.key === 'cmdline')?.cmdline ?? '', ms: r.ms };
 }
 
 /** A fresh copy of the random pristine image (fully allocated: every block written). */
@@ -107,7 +101,7 @@ describe.skipIf(!HAS_KVM)('virtio-blk on kvmkit, driven by the probe (the same c
       expect(before * 512).toBeGreaterThanOrEqual(DISK_BYTES); // every block written
       const rwDisk = new VirtioBlock({ path: rw, id: SERIAL_RW }); // sparse: true is the default
       const roDisk = new VirtioBlock({ path: ro, ro: true, id: SERIAL_RO });
-      const r = await runProbe(
+      const r = await runBlk(
         { devices: [rwDisk, roDisk, new VirtioRng()] },
         `probe.test=blk,rng probe.virtio.msix=${m.msix} probe.blk.indirect=${m.indirect} probe.blk.eventidx=${m.eventidx} ` +
           `probe.rng.indirect=${m.indirect} probe.rng.eventidx=${m.eventidx}`,
@@ -143,7 +137,7 @@ describe.skipIf(!HAS_KVM)('virtio-blk on kvmkit, driven by the probe (the same c
     expect(blocks(path)).toBe(0);
     const disk = new VirtioBlock({ path, sparse: false, root: true, id: 'NOT-SPARSE' });
     expect(blocks(path) * 512).toBeGreaterThanOrEqual(DISK_BYTES); // allocated when the device opened it
-    const r = await runProbe({ devices: [new VirtioBlock({ path: ro, ro: true, id: SERIAL_RO }), disk] }, 'probe.test=blk');
+    const r = await runBlk({ devices: [new VirtioBlock({ path: ro, ro: true, id: SERIAL_RO }), disk] }, 'probe.test=blk');
     expect(r.reason, r.output).toBe('poweroff');
     expect(r.errors).toEqual([]);
     expect(r.cmdline).toMatch(/(^| )root=\/dev\/vdb rw( |$)/);
@@ -174,7 +168,7 @@ describe.skipIf(!HAS_KVM)('virtio-blk on kvmkit, driven by the probe (the same c
     const ro = copyImage('direct-ro.img');
     const rwDisk = new VirtioBlock({ path: rw, id: SERIAL_RW, directIo: true });
     const roDisk = new VirtioBlock({ path: ro, ro: true, id: SERIAL_RO, directIo: true });
-    const r = await runProbe({ devices: [rwDisk, roDisk] }, 'probe.test=blk');
+    const r = await runBlk({ devices: [rwDisk, roDisk] }, 'probe.test=blk');
     expect(r.reason, r.output).toBe('poweroff');
     expect(r.errors).toEqual([]);
     checkBlk(r, KVMKIT_RUN({ msix: 0, indirect: 1, eventidx: 1 }), KVMKIT, disks);
@@ -189,7 +183,7 @@ describe.skipIf(!HAS_KVM)('virtio-blk on kvmkit, driven by the probe (the same c
 
   it('blockSize 4096: blk_size=4096 in config space, and requests that are not whole blocks get IOERR as from QEMU (virtio-blk-align)', async () => {
     const path = copyImage('block4k.img');
-    const r = await runProbe({ devices: [new VirtioBlock({ path, blockSize: 4096 })] }, 'probe.test=blk probe.blk.bad=0');
+    const r = await runBlk({ devices: [new VirtioBlock({ path, blockSize: 4096 })] }, 'probe.test=blk probe.blk.bad=0');
     expect(r.reason, r.output).toBe('poweroff');
     expect(r.errors).toEqual([]);
     checkBlock4k(r, readFileSync(path), pristineData, CAPACITY);

@@ -8,13 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VirtualMachine } from '../../src';
+import type { VirtualMachine } from '../../src';
 import { VirtioConsole } from '../../src/devices/virtio/console/VirtioConsole';
 import { one } from '../guest/probe/blkExpectations';
 import { checkConsole, consoleInput } from '../guest/probe/consoleExpectations';
 import { parseProbeLines } from '../guest/probe/parse';
 import { buildProbe } from '../guest/probe/qemu';
 import { ensureProbe, HAS_KVM, warnNoKvm } from '../helpers/env';
+import { runProbe } from '../helpers/runProbe';
 
 warnNoKvm();
 
@@ -38,20 +39,17 @@ interface ConsoleResult {
 async function runConsole(params: string, type: (vm: VirtualMachine) => Promise<void>): Promise<ConsoleResult> {
   const own: Uint8Array[] = [];
   const con = new VirtioConsole({ onOutput: (b) => own.push(b) });
-  const vm = new VirtualMachine({ kernel, mem: 256, devices: [con], params: `probe.quiet probe.ring=3 probe.test=console ${params}` });
-  const errors: Error[] = [];
   const events: Buffer[] = [];
-  vm.on('error', (e) => errors.push(e));
-  vm.on('console', (chunk, info) => {
-    expect(info.port).toBe(0);
-    events.push(chunk);
+  const r = await runProbe({ kernel, mem: 256, devices: [con], params: `probe.quiet probe.ring=3 probe.test=console ${params}` }, {
+    timeoutMs: 60_000,
+    beforeStart: (vm) =>
+      vm.on('console', (chunk, info) => {
+        expect(info.port).toBe(0);
+        events.push(chunk);
+      }),
+    whileRunning: type,
   });
-  await vm.start();
-  const timer = setTimeout(() => void vm.stop(), 60_000);
-  await type(vm);
-  const info = await vm.exited;
-  clearTimeout(timer);
-  return { vm, reason: info.reason, errors, events, own };
+  return { vm: r.vm, reason: r.info.reason, errors: r.errors, events, own };
 }
 
 describe.skipIf(!HAS_KVM)('virtio-console on kvmkit, driven by the probe', () => {

@@ -10,12 +10,13 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VirtioFs, VirtualMachine } from '../../src';
+import { VirtioFs } from '../../src';
 import { checkCachePolicy, checkFsBad, checkFsRun, FS_BAD, FS_CASES, type FsCachePolicy } from '../guest/probe/fsExpectations';
-import { parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
+import type { ProbeRecord } from '../guest/probe/parse';
 import { buildProbe } from '../guest/probe/qemu';
 import { prepareShare, type FsShare } from '../guest/probe/virtiofsd';
 import { ensureProbe, HAS_KVM, warnNoKvm } from '../helpers/env';
+import { runProbe } from '../helpers/runProbe';
 
 warnNoKvm();
 let probe = '';
@@ -23,15 +24,8 @@ let dir = '';
 
 async function runFs(share: FsShare, params: string, tag = 'myfs', cache?: FsCachePolicy, timeoutMs = 120_000) {
   const fs = new VirtioFs({ sharedDir: share.sharedDir, tag, cache });
-  const vm = new VirtualMachine({ kernel: probe, mem: 256, devices: [fs], params: `probe.quiet probe.ring=3 ${params}` });
-  const errors: Error[] = [];
-  vm.on('error', (e) => errors.push(e));
-  await vm.start();
-  const timer = setTimeout(() => void vm.stop(), timeoutMs);
-  const info = await vm.exited;
-  clearTimeout(timer);
-  const output = vm.serial.output;
-  return { info, records: parseProbeLines(output), output, errors, fs, stats: vm.deviceStats() };
+  const r = await runProbe({ kernel: probe, mem: 256, devices: [fs], params: `probe.quiet probe.ring=3 ${params}` }, { timeoutMs });
+  return { ...r, fs, stats: r.vm.deviceStats() };
 }
 
 const one = (records: ProbeRecord[], key: string): ProbeRecord => {
@@ -120,31 +114,27 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
   it('allowlist from the driver\'s side: only allowed paths and the directories leading to them are visible; widened and revoked while the guest runs', async () => {
     const share = prepareShare(mkdtempSync(join(dir, 'allow-')));
     const fs = new VirtioFs({ sharedDir: share.sharedDir, tag: 'myfs', allowedPaths: ['/dir/sub', '/dir/a.txt'] });
-    const vm = new VirtualMachine({
-      kernel: probe,
-      mem: 256,
-      devices: [fs],
-      params:
-        'probe.quiet probe.ring=3 probe.test=fsvisible probe.fs.paths=hello.txt,dir,dir/a.txt,dir/b.txt,dir/sub,escape ' +
-        'probe.fs.hold=dir/a.txt probe.fs.rounds=30 probe.fs.round_ms=30',
-    });
-    await vm.start();
-    const timer = setTimeout(() => void vm.stop(), 120_000);
     // Round WIDEN's line is printed after its lookups, so rounds up to it show the old state; the
     // change is made as soon as the line is seen, while the guest waits round_ms before the next
     // round, so GRACE rounds after it may still show either; later ones must show the new state.
     const WIDEN = 3;
     const REVOKE = 12;
     const GRACE = 3;
-    await vm.serial.waitFor(new RegExp(`PROBE fs-visible round=${WIDEN} `), { timeoutMs: 60_000 });
-    fs.allowPaths(['/hello.txt']);
-    await vm.serial.waitFor(new RegExp(`PROBE fs-visible round=${REVOKE} `), { timeoutMs: 60_000 });
-    fs.revokePaths(['/dir/a.txt', '/dir/sub']);
-    const info = await vm.exited;
-    clearTimeout(timer);
-    const output = vm.serial.output;
+    const params =
+      'probe.quiet probe.ring=3 probe.test=fsvisible probe.fs.paths=hello.txt,dir,dir/a.txt,dir/b.txt,dir/sub,escape ' +
+      'probe.fs.hold=dir/a.txt probe.fs.rounds=30 probe.fs.round_ms=30';
+    const { info, records, output, errors } = await runProbe({ kernel: probe, mem: 256, devices: [fs], params }, {
+      timeoutMs: 120_000,
+      whileRunning: async (vm) => {
+        await vm.serial.waitFor(new RegExp(`PROBE fs-visible round=${WIDEN} `), { timeoutMs: 60_000 });
+        fs.allowPaths(['/hello.txt']);
+        await vm.serial.waitFor(new RegExp(`PROBE fs-visible round=${REVOKE} `), { timeoutMs: 60_000 });
+        fs.revokePaths(['/dir/a.txt', '/dir/sub']);
+      },
+    });
     expect(info.reason, output).toBe('poweroff');
-    const all = parseProbeLines(output).filter((r) => r.key === 'fs-visible');
+    expect(errors).toEqual([]);
+    const all = records.filter((r) => r.key === 'fs-visible');
     expect(all.find((r) => r.hold !== undefined)).toMatchObject({ hold: 'dir/a.txt', err: '0' });
     const rounds = all.filter((r) => r.round !== undefined);
     expect(rounds.map((r) => Number(r.round))).toEqual([...Array(30).keys()]);

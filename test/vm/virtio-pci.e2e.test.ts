@@ -7,29 +7,16 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import { ConfigError, VirtualMachine, type VirtualMachineOptions } from '../../src';
 import { VirtioRng } from '../../src/devices/virtio/rng/VirtioRng';
-import { parseProbeLines, type ProbeRecord } from '../guest/probe/parse';
+import type { ProbeRecord } from '../guest/probe/parse';
 import { ensureProbe, HAS_KVM, processResources, warnNoKvm } from '../helpers/env';
+import { firstRecord as one, runProbe } from '../helpers/runProbe';
 
 warnNoKvm();
 let probe = '';
 
-async function runProbe(opts: Partial<VirtualMachineOptions>, timeoutMs = 30_000) {
-  const vm = new VirtualMachine({ kernel: probe, ...opts });
-  const errors: Error[] = [];
-  vm.on('error', (e) => errors.push(e));
-  await vm.start();
-  const timer = setTimeout(() => void vm.stop(), timeoutMs);
-  const info = await vm.exited;
-  clearTimeout(timer);
-  return { info, records: parseProbeLines(vm.serial.output), output: vm.serial.output, vm, errors };
-}
+const run = (opts: Partial<VirtualMachineOptions>) => runProbe({ kernel: probe, ...opts }, { timeoutMs: 30_000 });
 
 const all = (records: ProbeRecord[], key: string): ProbeRecord[] => records.filter((r) => r.key === key);
-const one = (records: ProbeRecord[], key: string): ProbeRecord => {
-  const r = records.find((x) => x.key === key);
-  if (!r) throw new Error(`no PROBE ${key} line in ${JSON.stringify(records.map((x) => x.key))}`);
-  return r;
-};
 
 describe.skipIf(!HAS_KVM)('virtio-pci on kvmkit (probe guest)', () => {
   beforeAll(() => {
@@ -37,7 +24,7 @@ describe.skipIf(!HAS_KVM)('virtio-pci on kvmkit (probe guest)', () => {
   });
 
   it('PCI bus 0 shows the host bridge at 00:00.0 and virtio-rng (1af4:1044) at 00:01.0', async () => {
-    const { info, records } = await runProbe({ devices: [new VirtioRng()], params: 'probe.ring=3' });
+    const { info, records } = await run({ devices: [new VirtioRng()], params: 'probe.ring=3' });
     expect(info.reason).toBe('poweroff');
     expect(all(records, 'pci').map((r) => `${r.dev} ${r.id} ${r.class}`)).toEqual([
       '00:00.0 8086:1237 060000',
@@ -56,7 +43,7 @@ describe.skipIf(!HAS_KVM)('virtio-pci on kvmkit (probe guest)', () => {
   ];
   it.each(modes)('probe.test=rng reads random bytes (ring $ring, msix=$msix, indirect=$indirect, event_idx=$eventidx); doorbells cost no exit', async (m) => {
     const params = `probe.quiet probe.ring=${m.ring} probe.test=rng probe.virtio.msix=${m.msix} probe.rng.indirect=${m.indirect} probe.rng.eventidx=${m.eventidx}`;
-    const { info, records, vm, errors, output } = await runProbe({ devices: [new VirtioRng()], params });
+    const { info, records, vm, errors, output } = await run({ devices: [new VirtioRng()], params });
     expect(info.reason, output).toBe('poweroff');
     expect(records.find((r) => r.key === 'exception' || r.key === 'error'), output).toBeUndefined();
     expect(one(records, 'virtio-rng-count')['virtio-rng-count']).toBe('1');
