@@ -633,9 +633,13 @@ export class PassthroughFs {
     return check(fd, 'open');
   }
 
-  /** The host open(2) flags for the guest's: no O_DIRECT (as virtiofsd's default); with writeback, read access and no O_APPEND. */
+  /**
+   * The host open(2) flags for the guest's: no O_DIRECT (as virtiofsd's default), no O_PATH or
+   * O_TMPFILE (an OPEN opens the inode itself, nothing else); with writeback, read access and no
+   * O_APPEND.
+   */
   private hostOpenFlags(flags: number): number {
-    let f = flags & ~(O.DIRECT | O.CLOEXEC);
+    let f = flags & ~(O.DIRECT | O.CLOEXEC | O.PATH | O.TMPFILE_BIT);
     if (this.writeback) {
       if ((f & O.ACCMODE) === O.WRONLY) f = (f & ~O.ACCMODE) | O.RDWR;
       f &= ~O.APPEND;

@@ -128,6 +128,8 @@ export const O = {
   NOFOLLOW: ARM64 ? 0o100000 : 0o400000,
   CLOEXEC: 0o2000000,
   PATH: 0o10000000,
+  /** __O_TMPFILE: with O_DIRECTORY, an unnamed file in that directory (asm-generic/fcntl.h). */
+  TMPFILE_BIT: 0o20000000,
 } as const;
 
 /** *at(2) flags (linux/fcntl.h). */

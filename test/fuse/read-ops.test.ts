@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FuseOpcode as Op, FOPEN, FuseInitFlag } from '../../src/fuse/abi';
 import { FUSE_MAX_WRITE } from '../../src/fuse/FuseServer';
+import { O } from '../../src/fuse/libcFs';
 import { FuseClient, le, z } from '../devices/virtio/fs/fuseClient';
 import { cleanupTempDirs, ERR, tempDir } from './helpers';
 
@@ -232,6 +233,13 @@ describe('OPEN, READ, RELEASE', () => {
   it('never opens anything but regular files and directories (a symlink is EBADF)', async () => {
     const l = await c.lookup(1, 'link');
     expect((await c.call(Op.OPEN, l.nodeid, le().u32(0).u32(0).bytes())).error).toBe(-ERR.EBADF);
+  });
+
+  it('OPEN of a directory with O_TMPFILE opens the directory, not an unnamed file in it', async () => {
+    const sub = await c.lookup(1, 'sub');
+    const O_TMPFILE = O.TMPFILE_BIT | O.DIRECTORY;
+    const r = await c.call(Op.OPEN, sub.nodeid, le().u32(O_TMPFILE | 2).u32(0).bytes());
+    expect(r.error).toBe(-ERR.EISDIR); // O_RDWR on the directory itself
   });
 });
 
