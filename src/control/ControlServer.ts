@@ -4,7 +4,7 @@
  * response; nothing a client sends stops the VM except `stop`, or the server.
  * @module
  */
-import { unlinkSync } from 'node:fs';
+import { SocketFile } from '../net/SocketFile';
 import { createServer, type Server, type Socket } from 'node:net';
 import { KvmkitError } from '../errors';
 import { hasBalloon, type ControlTarget } from './ControlTarget';
@@ -19,18 +19,6 @@ export interface ControlServerOptions {
 
 /** How long a connection may stay open after the server closed and its last answer was written (ms). */
 const CLOSE_LINGER_MS = 1000;
-
-const open = new Set<ControlServer>();
-let exitHookInstalled = false;
-
-/** The socket file must not outlive the process, even when it exits without stopping its VMs. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const s of open) s.removeSocketFile();
-  });
-}
 
 /** Errors that only mean the client went away. */
 const CLIENT_GONE = new Set(['ECONNRESET', 'EPIPE']);
@@ -52,7 +40,7 @@ export class ControlServer {
   /** Per connection: the answer written last (the next one waits for it). */
   readonly #pending = new WeakMap<Socket, Promise<void>>();
   #closing?: Promise<void>;
-  #fileRemoved = false;
+  readonly #file: SocketFile;
   /** Requests answered so far (errors included). */
   requests = 0;
 
@@ -60,6 +48,7 @@ export class ControlServer {
     this.#target = target;
     this.#server = server;
     this.#onError = options.onError ?? (() => {});
+    this.#file = new SocketFile(path, 'control socket', (e) => this.#onError(e));
   }
 
   /**
@@ -74,8 +63,6 @@ export class ControlServer {
     server.on('connection', (sock) => cs.#accept(sock));
     server.on('error', (e) => cs.#onError(e));
     await listenPrivately(server, path);
-    open.add(cs);
-    installExitHook();
     return cs;
   }
 
@@ -91,7 +78,6 @@ export class ControlServer {
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.removeSocketFile();
-    open.delete(this);
     this.#closing = new Promise((done) => this.#server.close(() => done()));
     for (const s of this.#sockets) this.#drainAndEnd(s);
     return this.#closing;
@@ -99,13 +85,7 @@ export class ControlServer {
 
   /** @internal Remove the socket file (idempotent; process exit path). */
   removeSocketFile(): void {
-    if (this.#fileRemoved) return;
-    this.#fileRemoved = true;
-    try {
-      unlinkSync(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#onError(new KvmkitError(`removing control socket ${this.path} failed`, { cause: e }));
-    }
+    this.#file.remove();
   }
 
   #accept(sock: Socket): void {

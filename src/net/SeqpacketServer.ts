@@ -10,10 +10,11 @@
  * that, when the process exits.
  * @module
  */
+import { SocketFile } from './SocketFile';
 import { EventEmitter } from 'node:events';
 import { chmodSync, linkSync, lstatSync, mkdtempSync, rmdirSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ConfigError, errnoName, KvmkitError } from '../errors';
+import { ConfigError, errnoName } from '../errors';
 import { pollFd, SeqpacketConnection, SocketError } from './SeqpacketConnection';
 import {
   AF_UNIX, EAGAIN, ECONNREFUSED, EINTR, EPROTOTYPE, MAX_UNIX_PATH, SOCK_CLOEXEC, SOCK_NONBLOCK,
@@ -36,18 +37,6 @@ export interface SeqpacketServerEvents {
   error: [err: Error];
 }
 
-const open = new Set<SeqpacketServer>();
-let exitHookInstalled = false;
-
-/** Socket files must not outlive the process, even when it exits without closing its servers. */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const s of open) s.removeSocketFile();
-  });
-}
-
 /**
  * A `SOCK_SEQPACKET` listener.
  *
@@ -61,7 +50,7 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
   #fd: number;
   readonly #poll: ReturnType<typeof pollFd>;
   readonly #connections = new Set<SeqpacketConnection>();
-  #fileRemoved = false;
+  #file: SocketFile;
 
   private constructor(
     /** The socket file's path (absolute). */
@@ -72,6 +61,7 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
     this.#fd = fd;
     this.#poll = pollFd(fd, { readable: true }, () => this.#acceptAll());
     this.#poll.unref();
+    this.#file = new SocketFile(path, 'socket', (e) => this.#error(e));
   }
 
   /**
@@ -85,10 +75,7 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
     if (Buffer.byteLength(abs) > MAX_UNIX_PATH) throw new ConfigError(option, `must be a path of at most ${MAX_UNIX_PATH} bytes (a Unix socket address)`, abs);
     claimPath(abs, option);
     const fd = bindPrivately(abs, option, options.backlog ?? 128);
-    const server = new SeqpacketServer(abs, fd);
-    open.add(server);
-    installExitHook();
-    return server;
+    return new SeqpacketServer(abs, fd);
   }
 
   /** Open client connections. */
@@ -110,7 +97,6 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
   /** Stop listening, remove the socket file and close every connection. Idempotent. */
   close(): void {
     if (this.closed) return;
-    open.delete(this);
     this.removeSocketFile();
     this.#poll.stop();
     this.#poll.close();
@@ -121,13 +107,7 @@ export class SeqpacketServer extends EventEmitter<SeqpacketServerEvents> {
 
   /** @internal Remove the socket file (idempotent; the process exit path). */
   removeSocketFile(): void {
-    if (this.#fileRemoved) return;
-    this.#fileRemoved = true;
-    try {
-      unlinkSync(this.path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#error(new KvmkitError(`removing socket ${this.path} failed`, { cause: e }));
-    }
+    this.#file.remove();
   }
 
   #acceptAll(): void {
