@@ -35,6 +35,11 @@ function ioctlInt(fd: number, req: number, arg: number | bigint = 0): number {
   return check(libc().ioctlInt(fd, req, arg), req);
 }
 
+/** errno EINTR (asm-generic/errno-base.h). */
+const EINTR = 4;
+/** How often KVM_CREATE_VM is tried when signals interrupt it. */
+const CREATE_VM_ATTEMPTS = 10;
+
 /** True when the host's KVM is the paravirtual nested kvm_pvm (DESIGN.md). */
 export function isParavirtualKvm(): boolean {
   return existsSync('/sys/module/kvm_pvm');
@@ -102,9 +107,15 @@ export class KvmHypervisor implements Hypervisor {
   }
 
   createVm(): KvmVm {
-    // KVM_CREATE_VM's argument is the machine type: 0 = default.
-    const fd = ioctlInt(this.fd, KVM.CREATE_VM, 0);
-    return new KvmVm(fd, this.vcpuMmapSize);
+    // KVM_CREATE_VM's argument is the machine type: 0 = default. It can fail with EINTR when a
+    // signal arrives while KVM sets the VM up (seen under `node --cpu-prof`'s SIGPROF): retry.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return new KvmVm(ioctlInt(this.fd, KVM.CREATE_VM, 0), this.vcpuMmapSize);
+      } catch (e) {
+        if (!(e instanceof KvmError) || e.errno !== EINTR || attempt >= CREATE_VM_ATTEMPTS) throw e;
+      }
+    }
   }
 
   close(): void {
