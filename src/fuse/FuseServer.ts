@@ -19,7 +19,14 @@
  *   second INIT starts a new session (every node id and handle is dropped, as virtiofsd);
  * - variable-size replies (READ, READDIR, READDIRPLUS, READLINK, GETXATTR, LISTXATTR) are cut to
  *   the reply area: READ returns fewer bytes, directory listings fewer entries, and an xattr value
- *   or list that does not fit is ERANGE (as the host's getxattr says).
+ *   or list that does not fit is ERANGE (as the host's getxattr says), a link text ERANGE too;
+ * - choices where FUSE leaves the answer free: ACCESS is answered from the mode bits (crosvm; not
+ *   ENOSYS as virtiofsd); UNLINK/RMDIR/RENAME of a name never looked up work, of a missing name
+ *   are ENOENT (virtiofsd: EIO); READLINK of a non-symlink is ENOENT (the host's readlinkat);
+ *   OPEN of anything but a regular file or directory is EBADF (as virtiofsd); RELEASE of an
+ *   unknown handle is EBADF (crosvm); entry/attribute timeouts are the `timeout` option (crosvm);
+ *   READDIRPLUS gives `.` and `..` node id 0, and an entry that vanished meanwhile node id 0 too;
+ * - a device reset (`abandonInFlight`) drops the replies of requests still running.
  * @module
  */
 import {
