@@ -35,7 +35,7 @@
 // host's (/proc/cpuinfo, else --tsc-khz), passed to both VMMs as probe.blk.tsc_khz.
 //
 // Output: a Markdown table on stdout and every run's figures as JSON in bench/results/blk.json
-// (--out FILE to change it), with the guest's notifications per request (kicksPerRequest; EVENT_IDX
+// (--out FILE to change it; the committed bench/results/blk-*.json are reference runs), with the guest's notifications per request (kicksPerRequest; EVENT_IDX
 // suppresses most at depth 32) and, for kvmkit, VirtualMachine.deviceStats() of each boot. Each
 // kvmkit run is a child process (`node bench/blk.mjs --child ...`), like QEMU's.
 //
