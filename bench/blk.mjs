@@ -35,9 +35,18 @@
 // host's (/proc/cpuinfo, else --tsc-khz), passed to both VMMs as probe.blk.tsc_khz.
 //
 // Output: a Markdown table on stdout and every run's figures as JSON in bench/results/blk.json
-// (--out FILE to change it; the committed bench/results/blk-*.json are reference runs), with the guest's notifications per request (kicksPerRequest; EVENT_IDX
-// suppresses most at depth 32) and, for kvmkit, VirtualMachine.deviceStats() of each boot. Each
-// kvmkit run is a child process (`node bench/blk.mjs --child ...`), like QEMU's.
+// (--out FILE to change it; the committed bench/results/blk-*.json are reference runs), with the
+// guest's notifications per request (kicksPerRequest; EVENT_IDX suppresses most at depth 32) and,
+// for kvmkit, VirtualMachine.deviceStats() of each boot. Each kvmkit run is a child process
+// (`node bench/blk.mjs --child ...`), like QEMU's.
+//
+// Reading the figures on a shared 2-CPU host: the guest's polling vCPU takes one CPU, so the
+// VMM's other threads and everything else share the second, and every thread wake-up waits for
+// it. Under heavy load (load average ~10) wake-ups dominate and kvmkit's page-cache path matches
+// QEMU; under light load copy bandwidth and per-request overheads show, and QEMU leads on 1 MiB
+// transfers. Known differences on that side: QEMU backs guest RAM with transparent huge pages
+// (O_DIRECT 1 MiB reads into THP memory ran ~2x faster here), and the probe reads device_status
+// every 1 ms while it waits, an MMIO exit that kvmkit serves on the (busy) main thread.
 //
 // Usage: node bench/blk.mjs [--quick] [--rounds N] [--dir /var/tmp] [--out FILE] [--tsc-khz N]
 //                           [--only qemu-none,kvmkit-dio,...] [--profile DIR] [--dist DIR] [--compare DIR]
