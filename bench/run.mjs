@@ -2,7 +2,7 @@
 // kvmkit benchmarks, side by side with QEMU on the same guest image in the same run.
 // Boot: time from start to the probe's `PROBE ready` line and to its poweroff exit, median of N runs.
 // Block I/O: bench/blk.mjs (virtio-blk against QEMU's virtio-blk-pci; see its header).
-// Usage: npm run bench [-- --runs N] [--quick] [--only boot|blk] [--rounds N]
+// Usage: npm run bench [-- --runs N] [--quick] [--only boot|blk|fs] [--rounds N]
 //   --quick   3 boot runs and the block bench's quick mode; --rounds: block bench rounds
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -97,7 +97,7 @@ async function series(name, fn) {
 
 if (!existsSync(probe)) throw new Error(`${probe} is missing: run node scripts/fixtures.mjs probe`);
 const fmt = (v, d = 1) => (v === undefined ? '—' : v.toFixed(d));
-for (const cpus of ONLY === 'blk' ? [] : [1, 2]) {
+for (const cpus of !ONLY || ONLY === 'boot' ? [1, 2] : []) {
   const results = [];
   results.push(await series(`kvmkit (in-process API)`, () => kvmkitInProcess(cpus)));
   results.push(await series(`kvmkit (new node process)`, async () => {
@@ -126,7 +126,7 @@ for (const cpus of ONLY === 'blk' ? [] : [1, 2]) {
     console.log(`| ${r.name} | ${fmt(r.readyMs)} | ${fmt(qemuBest / r.readyMs, 2)} | ${fmt(r.exitMs)} | ${fmt(qemuBestExit / r.exitMs, 2)} | ${fmt(r.startupMs)} | ${r.maxRssKiB ? fmt(r.maxRssKiB / 1024) : '—'} |`);
   }
 }
-if (ONLY !== 'boot') {
+if (!ONLY || ONLY === 'blk') {
   const r = await blockBench({ quick: QUICK, rounds: roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : undefined });
   if (r.failures.length) process.exitCode = 1;
 }
