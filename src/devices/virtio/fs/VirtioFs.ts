@@ -40,7 +40,16 @@ export interface VirtioFsStats {
   malformed: number;
 }
 
-/** A virtio-fs device: `new VirtioFs({ sharedDir: './share', tag: 'my_shared_tag' })`. */
+/**
+ * A virtio-fs device: `new VirtioFs({ sharedDir: './share', tag: 'my_shared_tag' })`.
+ * @example
+ * ```ts
+ * const fs = new VirtioFs({ sharedDir: './share', tag: 'my_shared_tag', cache: 'auto' });
+ * const vm = new VirtualMachine({ kernel: 'vmlinuz', initrd: 'initrd.img', devices: [fs] });
+ * await vm.start();
+ * // in the guest: mount -t virtiofs my_shared_tag /mnt
+ * ```
+ */
 export class VirtioFs extends VirtioDevice {
   readonly deviceKind = 'virtio-fs';
   readonly deviceType = VIRTIO_ID_FS; // §5.11.1
