@@ -4,7 +4,7 @@
  * @module
  */
 import { GuestMemoryError, KvmError } from '../errors';
-import { libc, MADV_DONTNEED, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, nativeView, PROT_READ, PROT_WRITE } from '../hypervisor/kvm/libc';
+import { libc, MADV_DONTNEED, MADV_HUGEPAGE, MAP_ANONYMOUS, MAP_FAILED, MAP_NORESERVE, MAP_PRIVATE, nativeView, PROT_READ, PROT_WRITE } from '../hypervisor/kvm/libc';
 import type { RamRegion } from '../arch/ArchLayout';
 
 /** Largest single JS view over guest RAM; regions are viewed in chunks of this size. */
@@ -57,6 +57,11 @@ export class GuestMemory {
         const addr = libc().mmap(0, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (BigInt(addr) === MAP_FAILED) throw new KvmError('mmap(guest RAM)', libc().errno(), `cannot map ${r.size} bytes of guest RAM (errno ${libc().errno()})`);
         regions.push({ guestAddress: r.guestAddress, size: r.size, hostAddress: addr });
+        // Transparent huge pages, as QEMU asks for guest RAM: fewer TLB misses for the guest and
+        // cheaper page pinning for O_DIRECT I/O into guest buffers (measured: 1 MiB O_DIRECT reads
+        // 1.5-1.9 GB/s into 4 KiB pages, 2.2-4.5 GB/s into huge pages). Only a hint: a host with
+        // THP off answers EINVAL and the RAM works the same.
+        libc().madvise(addr, r.size, MADV_HUGEPAGE);
       }
     } catch (e) {
       for (const r of regions) libc().munmap(r.hostAddress, r.size);

@@ -74,6 +74,8 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_FAILED = 0xffffffffffffffffn;
 export const MADV_DONTNEED = 4;
+/** madvise advice: back the range with transparent huge pages when possible (asm-generic/mman-common.h). */
+export const MADV_HUGEPAGE = 14;
 export const MADV_MERGEABLE = 12;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
