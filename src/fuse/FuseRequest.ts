@@ -43,12 +43,9 @@ export function u64(v: DataView, at: number): number {
 
 /** The arguments after the header, read front to back with bounds checks. */
 export class ArgReader {
-  private readonly v: DataView;
   private pos = 0;
 
-  constructor(readonly bytes: Uint8Array) {
-    this.v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
+  constructor(readonly bytes: Uint8Array) {}
 
   /** Bytes not read yet. */
   get remaining(): number {
