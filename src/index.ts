@@ -41,8 +41,7 @@ export * as x86_64 from './arch/x86_64';
 export * as aarch64 from './arch/aarch64';
 /** Virtio devices for `devices: [...]` (virtio-pci transport), their queues and the device base class. */
 export * from './devices/virtio';
-/** virtio-fs (`VirtioFs`) and the FUSE server behind it. */
-export * from './devices/virtio/fs';
+/** The FUSE server behind `VirtioFs`. */
 export * as fuse from './fuse';
 /** Disk images behind block devices. */
 export * from './disk';

@@ -18,3 +18,4 @@ export {
 export type { VirtioConsoleOptions } from './console/VirtioConsole';
 export * from './block';
 export * from './balloon';
+export * from './fs';
