@@ -283,21 +283,8 @@ static bool bl_init(void)
 	bl_oom = bl_dev.negotiated & BIT64(BL_F_DEFLATE_ON_OOM);
 	u16 nq = bl_has_stats ? 3 : 2;
 	for (u16 i = 0; i < nq; i++) {
-		u16 max = virtio_queue_max(&bl_dev, i);
-		if (!max) {
-			virtio_fail(&bl_dev, "queue-missing");
+		if (!virtio_queue_setup(&bl_dev, i, &bl_q[i], 16, 1))	/* INDIRECT_DESC is never asked for */
 			return false;
-		}
-		u16 sz = max < 16 ? max : 16;
-		if (!bl_q[i].desc && !vq_alloc(&bl_q[i], sz, 1)) {
-			virtio_fail(&bl_dev, "out-of-memory");
-			return false;
-		}
-		vq_reset(&bl_q[i], i, sz, bl_dev.negotiated & BIT64(VIRTIO_F_EVENT_IDX), false);
-		if (!virtio_queue_enable(&bl_dev, i, &bl_q[i])) {
-			virtio_fail(&bl_dev, bl_dev.err);
-			return false;
-		}
 	}
 	virtio_driver_ok(&bl_dev);
 	for (u16 i = 0; i < nq; i++)

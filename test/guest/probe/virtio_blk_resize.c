@@ -59,21 +59,9 @@ static bool rsz_init(void)
 {
 	if (!virtio_negotiate(&rsz_dev, BIT64(RSZ_F_RO) | BIT64(RSZ_F_BLK_SIZE)))
 		return false;
-	u16 max = virtio_queue_max(&rsz_dev, 0);	/* §5.2.2: requestq is queue 0 */
-	if (!max) {
-		virtio_fail(&rsz_dev, "queue-missing");
+	/* §5.2.2: requestq is queue 0; neither EVENT_IDX nor INDIRECT_DESC was asked for */
+	if (!virtio_queue_setup(&rsz_dev, 0, &rsz_q, 16, 4))
 		return false;
-	}
-	u16 sz = max < 16 ? max : 16;
-	if (!vq_alloc(&rsz_q, sz, 4)) {
-		virtio_fail(&rsz_dev, "out-of-memory");
-		return false;
-	}
-	vq_reset(&rsz_q, 0, sz, false, false);
-	if (!virtio_queue_enable(&rsz_dev, 0, &rsz_q)) {
-		virtio_fail(&rsz_dev, rsz_dev.err);
-		return false;
-	}
 	virtio_driver_ok(&rsz_dev);
 	vq_interrupts(&rsz_q, false);
 	return true;

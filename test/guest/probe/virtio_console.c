@@ -61,26 +61,6 @@ static void emerg_putc(char c)
 		mmio_write32(dev.devcfg.addr + CON_CFG_EMERG_WR, (u8)c);
 }
 
-static bool con_queue(struct virtq *q, u16 index)
-{
-	u16 max = virtio_queue_max(&dev, index);
-	if (!max) {
-		virtio_fail(&dev, "queue-missing");
-		return false;
-	}
-	u16 sz = max < CON_QSIZE ? max : CON_QSIZE;
-	if (!q->desc && !vq_alloc(q, sz, 8)) {
-		virtio_fail(&dev, "out-of-memory");
-		return false;
-	}
-	vq_reset(q, index, sz, has(VIRTIO_F_EVENT_IDX), has(VIRTIO_F_INDIRECT_DESC));
-	if (!virtio_queue_enable(&dev, index, q)) {
-		virtio_fail(&dev, dev.err);
-		return false;
-	}
-	return true;
-}
-
 static bool con_init(void)
 {
 	u64 wanted = BIT64(VIRTIO_CONSOLE_F_SIZE) | BIT64(VIRTIO_CONSOLE_F_EMERG_WRITE);	/* never MULTIPORT */
@@ -96,7 +76,7 @@ static bool con_init(void)
 		while (*m)
 			emerg_putc(*m++);
 	}
-	if (!con_queue(&rxq, CON_RXQ) || !con_queue(&txq, CON_TXQ))
+	if (!virtio_queue_setup(&dev, CON_RXQ, &rxq, CON_QSIZE, 8) || !virtio_queue_setup(&dev, CON_TXQ, &txq, CON_QSIZE, 8))
 		return false;
 	virtio_driver_ok(&dev);
 	vq_interrupts(&rxq, false);	/* we poll */

@@ -574,6 +574,26 @@ bool virtio_queue_enable(struct virtio_dev *d, u16 q, struct virtq *vq)
 	return true;
 }
 
+bool virtio_queue_setup(struct virtio_dev *d, u16 q, struct virtq *vq, u16 limit, u16 ind_max)
+{
+	u16 max = virtio_queue_max(d, q);
+	if (!max) {
+		virtio_fail(d, "queue-missing");
+		return false;
+	}
+	u16 sz = max < limit ? max : limit;
+	if (!vq->desc && !vq_alloc(vq, sz, ind_max)) {
+		virtio_fail(d, "out-of-memory");
+		return false;
+	}
+	vq_reset(vq, q, sz, d->negotiated & BIT64(VIRTIO_F_EVENT_IDX), d->negotiated & BIT64(VIRTIO_F_INDIRECT_DESC));
+	if (!virtio_queue_enable(d, q, vq)) {
+		virtio_fail(d, d->err);
+		return false;
+	}
+	return true;
+}
+
 void virtio_driver_ok(struct virtio_dev *d)
 {
 	if (d->msix_cap && d->msix_mode)

@@ -162,6 +162,11 @@ u16 virtio_queue_max(struct virtio_dev *d, u16 q);
 /* §4.1.5.1.3: program queue q with vq's rings (already reset by vq_reset) and enable it.
  * Also maps its MSI-X vector as probe.virtio.msix says. */
 bool virtio_queue_enable(struct virtio_dev *d, u16 q, struct virtq *vq);
+/* §4.1.5.1.3 for one queue, as most drivers here want it: min(limit, device maximum) entries,
+ * vq allocated on first use (ind_max indirect tables), reset with the negotiated EVENT_IDX and
+ * INDIRECT_DESC, enabled. On failure the device is failed (d->err: "queue-missing",
+ * "out-of-memory" or virtio_queue_enable's reason) and false returned. */
+bool virtio_queue_setup(struct virtio_dev *d, u16 q, struct virtq *vq, u16 limit, u16 ind_max);
 /* §3.1.1 step 8 (and the config vector, when MSI-X is on). */
 void virtio_driver_ok(struct virtio_dev *d);
 /* Set FAILED (§3.1.1: the driver gave up). */

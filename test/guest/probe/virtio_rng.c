@@ -40,21 +40,8 @@ static bool rng_init(void)
 		wanted |= BIT64(VIRTIO_F_EVENT_IDX);
 	if (!virtio_negotiate(&dev, wanted))
 		return false;
-	u16 max = virtio_queue_max(&dev, 0);	/* §5.4.2: requestq is queue 0 */
-	if (!max) {
-		virtio_fail(&dev, "queue-missing");
+	if (!virtio_queue_setup(&dev, 0, &q, 64, 8))	/* §5.4.2: requestq is queue 0 */
 		return false;
-	}
-	u16 sz = max < 64 ? max : 64;
-	if (!q.desc && !vq_alloc(&q, sz, 8)) {
-		virtio_fail(&dev, "out-of-memory");
-		return false;
-	}
-	vq_reset(&q, 0, sz, dev.negotiated & BIT64(VIRTIO_F_EVENT_IDX), dev.negotiated & BIT64(VIRTIO_F_INDIRECT_DESC));
-	if (!virtio_queue_enable(&dev, 0, &q)) {
-		virtio_fail(&dev, dev.err);
-		return false;
-	}
 	virtio_driver_ok(&dev);
 	vq_interrupts(&q, false);
 	return true;
