@@ -18,10 +18,10 @@ export type SharedDirCache = CachePolicy;
  * A parsed `--shared-dir`: the options of `new VirtioFs()` it sets. Only the keys given are set;
  * the device applies the defaults (cache `auto`, timeout 5 s or 0 with `cache=never`, writeback false).
  */
-export type SharedDirOptions = Pick<VirtioFsOptions, 'sharedDir' | 'tag' | 'cache' | 'timeout' | 'writeback'>;
+export type SharedDirOptions = Pick<VirtioFsOptions, 'sharedDir' | 'tag' | 'cache' | 'timeout' | 'writeback' | 'allowlistSocket'>;
 
 /** The keys after PATH:TAG that kvmkit implements. */
-export const SHARED_DIR_KEYS = ['type', 'cache', 'timeout', 'writeback'] as const;
+export const SHARED_DIR_KEYS = ['type', 'cache', 'timeout', 'writeback', 'allowlist_socket', 'allowlist-socket'] as const;
 
 /** crosvm `--shared-dir` keys kvmkit does not implement: named as such rather than as typos. */
 const CROSVM_ONLY_KEYS = [
@@ -45,7 +45,11 @@ order. Valid keys:
     timeout=SECONDS - How long the VM may consider file
         attributes and directory entries valid.
         (default: 5, or 0 with cache=never)
-    writeback=BOOL - Enables writeback caching. (default: false)`;
+    writeback=BOOL - Enables writeback caching. (default: false)
+    allowlist-socket=PATH - Serve crosvm's dynamic path allowlist
+        (AddPaths/RemovePaths JSON over SOCK_SEQPACKET) on PATH;
+        with it only allowed paths are visible (alias
+        allowlist_socket). (default: no allowlist)`;
 
 /**
  * Parse a `--shared-dir` value.
@@ -70,8 +74,9 @@ export function parseSharedDirOption(text: string): SharedDirOptions {
       if (CROSVM_ONLY_KEYS.includes(key)) throw new ConfigError(key, 'is a crosvm --shared-dir option that kvmkit does not support', text);
       throw new ConfigError(key, `is not a --shared-dir option (valid keys: ${SHARED_DIR_KEYS.join(', ')})`, text);
     }
-    if (seen.has(key)) throw new ConfigError(key, 'is given twice', text);
-    seen.add(key);
+    const canonical = key === 'allowlist-socket' ? 'allowlist_socket' : key;
+    if (seen.has(canonical)) throw new ConfigError(key, 'is given twice', text);
+    seen.add(canonical);
     switch (key) {
       case 'type':
         type = value;
@@ -87,6 +92,11 @@ export function parseSharedDirOption(text: string): SharedDirOptions {
       case 'writeback':
         if (value !== 'true' && value !== 'false') throw new ConfigError('writeback', 'must be true or false', value);
         out.writeback = value === 'true';
+        break;
+      case 'allowlist_socket':
+      case 'allowlist-socket':
+        if (value === '') throw new ConfigError('allowlist_socket', 'must be the path of a Unix socket to create', value);
+        out.allowlistSocket = value;
         break;
     }
   }

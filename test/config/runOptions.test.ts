@@ -70,6 +70,8 @@ describe('--shared-dir', () => {
     });
     expect(parseSharedDirOption('/srv/share:t:type=fs')).toEqual({ sharedDir: '/srv/share', tag: 't' });
     expect(parseSharedDirOption('rel:t:writeback=true:type=FS:timeout=0:cache=never')).toEqual({ sharedDir: 'rel', tag: 't', cache: 'never', timeout: 0, writeback: true });
+    expect(parseSharedDirOption('/srv:t:type=fs:allowlist-socket=/run/al.sock')).toEqual({ sharedDir: '/srv', tag: 't', allowlistSocket: '/run/al.sock' });
+    expect(parseSharedDirOption('/srv:t:type=fs:allowlist_socket=/run/al.sock')).toEqual({ sharedDir: '/srv', tag: 't', allowlistSocket: '/run/al.sock' });
   });
 
   it('rejects every bad field', () => {
@@ -86,9 +88,11 @@ describe('--shared-dir', () => {
       ['/d:t:type=fs:timeout=-1', 'timeout must be a whole number of seconds, got "-1"'],
       ['/d:t:type=fs:timeout=1.5', 'timeout must be a whole number of seconds, got "1.5"'],
       ['/d:t:type=fs:writeback=yes', 'writeback must be true or false, got "yes"'],
+      ['/d:t:type=fs:allowlist-socket=', 'allowlist_socket must be the path of a Unix socket to create, got ""'],
+      ['/d:t:type=fs:allowlist_socket=/a:allowlist-socket=/b', 'allowlist-socket is given twice, got "/d:t:type=fs:allowlist_socket=/a:allowlist-socket=/b"'],
       ['/d:t:type=fs:writeback', 'shared-dir options after PATH:TAG must be key=value ("writeback" is not), got "/d:t:type=fs:writeback"'],
       ['/d:t:type=fs:dax=true', 'dax is a crosvm --shared-dir option that kvmkit does not support, got "/d:t:type=fs:dax=true"'],
-      ['/d:t:type=fs:colour=red', 'colour is not a --shared-dir option (valid keys: type, cache, timeout, writeback), got "/d:t:type=fs:colour=red"'],
+      ['/d:t:type=fs:colour=red', 'colour is not a --shared-dir option (valid keys: type, cache, timeout, writeback, allowlist_socket, allowlist-socket), got "/d:t:type=fs:colour=red"'],
       ['/d:t:type=fs:cache=auto:cache=never', 'cache is given twice, got "/d:t:type=fs:cache=auto:cache=never"'],
     ];
     for (const [text, message] of cases) expect(messageOf(() => parseSharedDirOption(text)), text).toBe(message);
