@@ -359,6 +359,7 @@ export class FuseServer {
     ov.setUint16(INIT_OUT.maxPages, Math.min(Math.max(maxReadahead, FUSE_MAX_WRITE) / 4096, 0xffff), true);
     ov.setUint32(INIT_OUT.flags2, Number(enabled >> 32n), true);
     this.initialized = true;
+    this.fs.warmIo(); // large transfers will follow; their threads boot meanwhile
     this.minor = Math.min(minor, FUSE_KERNEL_MINOR_VERSION);
     this.initFlags = enabled;
     return this.reply(msg, h.unique, out);

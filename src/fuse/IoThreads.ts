@@ -61,6 +61,16 @@ export class IoThreads {
   /** @param count threads to start on first use (the host's 2 CPUs are saturated by 2) */
   constructor(readonly count = 2) {}
 
+  /**
+   * Start the threads now rather than on the first call: a Worker takes tens of milliseconds to
+   * boot (more on a loaded host), which the first large transfer would otherwise wait for.
+   */
+  warm(): void {
+    while (!this.closed && !this.broken && this.threads.length < this.count) {
+      if (!this.start()) return;
+    }
+  }
+
   /** Why the threads stopped working (every call then answers EIO), or undefined. */
   get error(): Error | undefined {
     return this.broken;

@@ -521,6 +521,11 @@ export class PassthroughFs {
     this.inodes.reset();
   }
 
+  /** Start the I/O threads ahead of the first large READ/WRITE (a FUSE session began). */
+  warmIo(): void {
+    this.io.warm();
+  }
+
   /** Asynchronous I/O still running. */
   get inFlight(): number {
     return this.running.size;
