@@ -34,6 +34,7 @@ export interface FsLibc {
   lseek(fd: number, offset: number | bigint, whence: number): number | bigint;
   preadv(fd: number, iov: Uint8Array, iovcnt: number, offset: number): number;
   pwritev(fd: number, iov: Uint8Array, iovcnt: number, offset: number): number;
+  preadv2(fd: number, iov: Uint8Array, iovcnt: number, offset: number, flags: number): number;
   getdents64(fd: number, buf: Uint8Array, size: number): number;
   fstatfs(fd: number, buf: Uint8Array): number;
   getxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array | null, size: number): number;
@@ -84,6 +85,7 @@ function bind(): FsLibc {
     lseek: f('int64_t lseek(int fd, int64_t offset, int whence)'),
     preadv: f('intptr_t preadv(int fd, const void *iov, int iovcnt, int64_t offset)'),
     pwritev: f('intptr_t pwritev(int fd, const void *iov, int iovcnt, int64_t offset)'),
+    preadv2: f('intptr_t preadv2(int fd, const void *iov, int iovcnt, int64_t offset, int flags)'),
     getdents64: f('intptr_t getdents64(int fd, void *buf, size_t size)'),
     fstatfs: f('int fstatfs(int fd, void *buf)'),
     getxattr: f('intptr_t getxattr(const void *path, const void *name, void *value, size_t size)'),

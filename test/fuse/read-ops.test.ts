@@ -196,6 +196,22 @@ describe('OPEN, READ, RELEASE', () => {
     await c.release(e.nodeid, fh);
   });
 
+  it('copies a large cached read on the calling thread; one that is short (EOF) goes to the I/O threads', async () => {
+    const data = Buffer.alloc(2 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 13 + (i >> 10)) & 0xff;
+    writeFileSync(join(dir, 'cached'), data); // just written: in the host page cache
+    const e = await c.lookup(1, 'cached');
+    const { fh } = await c.open(e.nodeid, 0);
+    const before = c.dev.fs.inlineReads;
+    const got = await c.read(e.nodeid, fh, 4096 + 3, 1 << 20);
+    expect(Buffer.from(got).equals(data.subarray(4096 + 3, 4096 + 3 + (1 << 20)))).toBe(true);
+    expect(c.dev.fs.inlineReads).toBe(before + 1);
+    const tail = await c.read(e.nodeid, fh, data.length - 200_000, 1 << 20); // preadv2 is short: redone on a thread
+    expect(Buffer.from(tail).equals(data.subarray(data.length - 200_000))).toBe(true);
+    expect(c.dev.fs.inlineReads).toBe(before + 1);
+    await c.release(e.nodeid, fh);
+  });
+
   it('cuts a READ to the reply area', async () => {
     const e = await c.lookup(1, 'hello.txt');
     const { fh } = await c.open(e.nodeid, 0);
