@@ -340,7 +340,7 @@ export class PassthroughFs {
 
   /**
    * READ up to the views' total length at `offset` into `views` (guest memory, no copy).
-   * @returns bytes read, or a promise of them for large reads (run on the thread pool)
+   * @returns bytes read, or a promise of them for large reads not in the page cache (run on the thread pool)
    */
   read(nodeid: number, fh: number, offset: number, views: readonly Uint8Array[]): number | Promise<number> {
     return this.transfer(this.handles.get(fh, nodeid, false), offset, views, false);
@@ -706,7 +706,11 @@ export class PassthroughFs {
     if (!path || !this.allowlist.isWritable(path)) fail(E.ACCES, 'change (not in the allowlist)');
   }
 
-  /** pread/pwrite between `h` and guest views: synchronously when small, on the thread pool when large. */
+  /**
+   * pread/pwrite between `h` and guest views: synchronously when small, on the thread pool when
+   * large, except a large read the page cache holds in full (up to {@link INLINE_READ_MAX}), which
+   * is copied here without waiting for the disk ({@link nowaitRead}).
+   */
   private transfer(h: Handle, offset: number, views: readonly Uint8Array[], write: boolean): number | Promise<number> {
     if (!Number.isSafeInteger(offset) || offset < 0) fail(E.INVAL, write ? 'write' : 'read');
     let total = 0;
