@@ -81,6 +81,11 @@ export class IoThreads {
     return this.broken;
   }
 
+  /** Threads started (they start on {@link warm} or on first use, up to `count`). */
+  get started(): number {
+    return this.threads.length;
+  }
+
   /** Calls running or queued. */
   get inFlight(): number {
     return this.queue.length + this.threads.filter((t) => t.job).length;

@@ -17,6 +17,31 @@ function iov(...views: Uint8Array[]): Uint8Array {
 }
 
 describe('IoThreads', () => {
+  it('warm() starts every thread before the first call; calls then run on them', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'w');
+    writeFileSync(path, Buffer.from('warm'));
+    const fd = fsLibc().openat(AT.FDCWD, cString(path), O.RDONLY | O.CLOEXEC, 0);
+    const io = new IoThreads(2);
+    try {
+      expect(io.started).toBe(0);
+      io.warm();
+      expect(io.started).toBe(2);
+      io.warm(); // idempotent
+      expect(io.started).toBe(2);
+      const a = new Uint8Array(new SharedArrayBuffer(4));
+      expect(await io.preadv(fd, iov(a), 1, 0, a)).toBe(4);
+      expect(Buffer.from(a).toString()).toBe('warm');
+      expect(io.started).toBe(2);
+    } finally {
+      await io.close();
+      fsLibc().close(fd);
+    }
+    expect(io.started).toBe(0);
+    io.warm(); // closed: nothing starts
+    expect(io.started).toBe(0);
+  });
+
   it('reads, writes, syncs and allocates on the threads, straight in the callers\' buffers', async () => {
     const dir = tempDir();
     const path = join(dir, 'f');
