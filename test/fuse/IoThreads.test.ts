@@ -16,12 +16,16 @@ function iov(...views: Uint8Array[]): Uint8Array {
   return new Uint8Array(new BigUint64Array(views.flatMap((v) => [BigInt(viewAddress(v)), BigInt(v.length)])).buffer);
 }
 
+/** A new file holding `content`, open read-write. */
+function tempFile(content: string): { path: string; fd: number } {
+  const path = join(tempDir(), 'f');
+  writeFileSync(path, Buffer.from(content));
+  return { path, fd: fsLibc().openat(AT.FDCWD, cString(path), O.RDWR | O.CLOEXEC, 0) };
+}
+
 describe('IoThreads', () => {
   it('warm() starts every thread before the first call; calls then run on them', async () => {
-    const dir = tempDir();
-    const path = join(dir, 'w');
-    writeFileSync(path, Buffer.from('warm'));
-    const fd = fsLibc().openat(AT.FDCWD, cString(path), O.RDONLY | O.CLOEXEC, 0);
+    const { fd } = tempFile('warm');
     const io = new IoThreads(2);
     try {
       expect(io.started).toBe(0);
@@ -43,10 +47,7 @@ describe('IoThreads', () => {
   });
 
   it('reads, writes, syncs and allocates on the threads, straight in the callers\' buffers', async () => {
-    const dir = tempDir();
-    const path = join(dir, 'f');
-    writeFileSync(path, Buffer.from('abcdefghij'));
-    const fd = fsLibc().openat(AT.FDCWD, cString(path), O.RDWR | O.CLOEXEC, 0);
+    const { path, fd } = tempFile('abcdefghij');
     const io = new IoThreads(2);
     try {
       const a = new Uint8Array(new SharedArrayBuffer(3));
