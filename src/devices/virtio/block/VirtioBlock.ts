@@ -27,7 +27,8 @@ import type { DiskImage } from '../../../disk/DiskImage';
 import { RawDiskImage } from '../../../disk/RawDiskImage';
 import { VIRTIO_ID_BLOCK, VIRTQUEUE_FEATURES } from '../constants';
 import type { DescriptorChain } from '../DescriptorChain';
-import { VirtQueueError, type VirtQueue } from '../VirtQueue';
+import type { VirtQueue } from '../VirtQueue';
+import { QueueCompletions } from '../QueueCompletions';
 import { VirtioDevice, type VirtioActivation } from '../VirtioDevice';
 import {
   BLK_CONFIG, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
@@ -86,11 +87,8 @@ export class VirtioBlock extends VirtioDevice {
   private readonly idBytes = new Uint8Array(VIRTIO_BLK_ID_BYTES);
   private readonly header = new Uint8Array(VIRTIO_BLK_REQ_HEADER_SIZE);
   private readonly headerView = new DataView(this.header.buffer);
-  private active: VirtioActivation | undefined;
-  private generation = 0;
+  private readonly completions = new QueueCompletions();
   private running = 0;
-  private notifyScheduled = false;
-  private resetReported = false;
 
   /**
    * Validate the options and open the image as a {@link RawDiskImage} (synchronously; its I/O
@@ -174,12 +172,11 @@ export class VirtioBlock extends VirtioDevice {
   }
 
   activate(activation: VirtioActivation): void {
-    this.active = activation;
-    this.resetReported = false;
+    this.completions.activate(activation);
   }
 
   processQueue(index: number): void {
-    const a = this.active;
+    const a = this.completions.active;
     const queue = a?.queues[index];
     if (!a || index !== 0 || !queue) return;
     let answered = false;
@@ -190,7 +187,7 @@ export class VirtioBlock extends VirtioDevice {
     for (const chain of queue.drain(onMalformed)) {
       if (this.start(a, queue, chain)) answered = true;
     }
-    if (answered) this.notify();
+    if (answered) this.completions.notify(0);
   }
 
   /**
@@ -198,8 +195,7 @@ export class VirtioBlock extends VirtioDevice {
    * (up to {@link BLOCK_RESET_DRAIN_MS}), so nothing writes guest memory after the reset (§2.4.1).
    */
   reset(): void {
-    this.generation++;
-    this.active = undefined;
+    this.completions.reset();
     if (this.running > 0) this.disk.quiesce(BLOCK_RESET_DRAIN_MS);
   }
 
@@ -216,7 +212,7 @@ export class VirtioBlock extends VirtioDevice {
    */
   async resize(bytes: number): Promise<void> {
     await this.disk.resize(bytes);
-    this.active?.interrupt.signalConfigChange();
+    this.completions.active?.interrupt.signalConfigChange();
   }
 
   // ---- requests ----
@@ -336,7 +332,7 @@ export class VirtioBlock extends VirtioDevice {
    * `written` returns a negative number. Dropped if the device was reset meanwhile.
    */
   private track<T>(queue: VirtQueue, chain: DescriptorChain, statusAt: number, io: Promise<T>, written: (result: T) => number): void {
-    const generation = this.generation;
+    const generation = this.completions.generation;
     this.running++;
     io.then(
       (r) => {
@@ -349,49 +345,22 @@ export class VirtioBlock extends VirtioDevice {
 
   private settle(generation: number, queue: VirtQueue, chain: DescriptorChain, statusAt: number, status: number, written: number): void {
     this.running--;
-    if (generation !== this.generation) return; // reset since: the queue is not ours any more
+    if (!this.completions.isCurrent(generation)) return; // reset since: the queue is not ours any more
     try {
       this.answer(queue, chain, statusAt, status, written);
     } catch (e) {
-      this.giveUp(e);
+      this.completions.giveUp(e);
       return;
     }
-    if (!this.notifyScheduled) {
-      // One interrupt check per batch of completions: they settle in the same microtask run.
-      this.notifyScheduled = true;
-      queueMicrotask(() => {
-        this.notifyScheduled = false;
-        if (generation === this.generation) this.notify();
-      });
-    }
+    this.completions.scheduleNotify(0);
   }
 
   /** Write the status byte (the last writable byte, §5.2.6) and return the chain. */
   private answer(queue: VirtQueue, chain: DescriptorChain, statusAt: number, status: number, written: number): void {
     chain.writeBytes(statusAt, STATUS[status]!);
-    // used.idx is published by notify(), right before it reads used_event: a driver polling the
-    // used ring must not consume the entry and move used_event on before we decide (§2.7.10).
+    // used.idx is published by QueueCompletions.notify(), right before it reads used_event (§2.7.10)
     queue.addUsed(chain.head, written + 1, false);
     this.stats.requests++;
     if (status !== VIRTIO_BLK_S_OK) this.stats.errors++;
-  }
-
-  private notify(): void {
-    const a = this.active;
-    const queue = a?.queues[0];
-    if (!a || !queue) return;
-    try {
-      if (queue.shouldNotify()) a.interrupt.signalUsedQueue(0);
-    } catch (e) {
-      this.giveUp(e);
-    }
-  }
-
-  /** The queue broke while completing asynchronously: ask the transport for DEVICE_NEEDS_RESET, once. */
-  private giveUp(e: unknown): void {
-    if (this.resetReported || !this.active) return;
-    this.resetReported = true;
-    const err = e instanceof Error ? e : new VirtQueueError(String(e), { fatal: true });
-    this.active.interrupt.needsReset?.(err);
   }
 }

@@ -18,8 +18,7 @@ import { AllowlistSocket } from './AllowlistSocket';
 import { FuseServer } from '../../../fuse/FuseServer';
 import { PassthroughFs } from '../../../fuse/PassthroughFs';
 import { VIRTIO_ID_FS, VIRTQUEUE_FEATURES } from '../constants';
-import type { DescriptorChain } from '../DescriptorChain';
-import { VirtQueueError, type VirtQueue } from '../VirtQueue';
+import { QueueCompletions } from '../QueueCompletions';
 import { VirtioDevice, type VirtioActivation } from '../VirtioDevice';
 import { MAX_TAG_BYTES, resolveFsOptions, type CachePolicy, type VirtioFsOptions } from './VirtioFsOptions';
 
@@ -75,10 +74,7 @@ export class VirtioFs extends VirtioDevice {
   /** The socket serving `allowlistSocket` (crosvm's protocol), from construction until {@link close}. */
   readonly allowlistServer: AllowlistSocket | undefined;
 
-  private active: VirtioActivation | undefined;
-  private generation = 0;
-  private notifyScheduled = new Set<number>();
-  private resetReported = false;
+  private readonly completions = new QueueCompletions();
 
   /**
    * Validate the options and open the shared directory (synchronously).
@@ -150,15 +146,14 @@ export class VirtioFs extends VirtioDevice {
   }
 
   activate(activation: VirtioActivation): void {
-    this.active = activation;
-    this.resetReported = false;
+    this.completions.activate(activation);
   }
 
   processQueue(index: number): void {
-    const a = this.active;
-    const queue = a?.queues[index];
-    if (!a || !queue) return;
-    const generation = this.generation;
+    const c = this.completions;
+    const queue = c.active?.queues[index];
+    if (!queue) return;
+    const generation = c.generation;
     let answered = false;
     const onMalformed = (): void => {
       this.stats.malformed++;
@@ -168,13 +163,13 @@ export class VirtioFs extends VirtioDevice {
       this.stats.chains++;
       const r = this.server.handle(chain);
       if (typeof r === 'number') {
-        queue.addUsed(chain.head, r);
+        queue.addUsed(chain.head, r, false); // published by the notify below
         answered = true;
       } else {
-        r.then((n) => this.complete(generation, index, queue, chain, n), (e: unknown) => this.giveUp(e));
+        r.then((n) => c.complete(generation, index, queue, chain.head, n), (e: unknown) => c.giveUp(e));
       }
     }
-    if (answered) this.notify(index);
+    if (answered) c.notify(index);
   }
 
   /**
@@ -183,8 +178,7 @@ export class VirtioFs extends VirtioDevice {
    * and its completion discarded, so nothing writes guest RAM after the reset (§2.4.1).
    */
   reset(): void {
-    this.generation++;
-    this.active = undefined;
+    this.completions.reset();
     this.server.abandonInFlight();
     this.fs.quiesce(FS_RESET_DRAIN_MS);
     this.server.endSession();
@@ -201,42 +195,5 @@ export class VirtioFs extends VirtioDevice {
     const al = this.fs.allowlist;
     if (!al) throw new AllowlistError(`virtio-fs ${this.tag} has no allowlist: create it with allowlistSocket or allowedPaths`, undefined);
     return al;
-  }
-
-  /** An asynchronous reply is written: give the chain back (unless the device was reset meanwhile). */
-  private complete(generation: number, index: number, queue: VirtQueue, chain: DescriptorChain, used: number): void {
-    if (generation !== this.generation) return;
-    try {
-      queue.addUsed(chain.head, used);
-    } catch (e) {
-      this.giveUp(e);
-      return;
-    }
-    if (this.notifyScheduled.has(index)) return;
-    // One interrupt check per batch of completions: they settle in the same microtask run.
-    this.notifyScheduled.add(index);
-    queueMicrotask(() => {
-      this.notifyScheduled.delete(index);
-      if (generation === this.generation) this.notify(index);
-    });
-  }
-
-  private notify(index: number): void {
-    const a = this.active;
-    const queue = a?.queues[index];
-    if (!a || !queue) return;
-    try {
-      if (queue.shouldNotify()) a.interrupt.signalUsedQueue(index);
-    } catch (e) {
-      this.giveUp(e);
-    }
-  }
-
-  /** The queue broke while completing asynchronously: ask the transport for DEVICE_NEEDS_RESET, once. */
-  private giveUp(e: unknown): void {
-    if (this.resetReported || !this.active) return;
-    this.resetReported = true;
-    const err = e instanceof Error ? e : new VirtQueueError(String(e), { fatal: true });
-    this.active.interrupt.needsReset?.(err);
   }
 }
