@@ -55,12 +55,12 @@
 //   --dist      the kvmkit build to load (default dist/)
 //   --compare   also run the kvmkit peers from the build in DIR (ids kvmkit-dio@b, kvmkit-pc@b), interleaved
 // Needs `npm run build` (dist/) and `node scripts/fixtures.mjs probe`; `npm run bench` does both.
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { makeRandomImage } from './image.mjs';
+import { hostTscKhz, keyValues, median, run } from './common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROBE = join(root, 'test', 'fixtures', 'probe.bin');
@@ -95,56 +95,19 @@ function workloads(quick) {
 const TARGET = { seq: 0.95, rand: 0.9 };
 const targetOf = (row) => (row.startsWith('seq') ? TARGET.seq : TARGET.rand);
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 /** `PROBE virtio-blk-bench k=v ...` lines of a guest's output, as objects. */
 export function benchLines(output) {
   const rows = [];
   for (const line of output.split('\n')) {
     const at = line.indexOf('PROBE virtio-blk-bench ');
     if (at < 0) continue;
-    const rec = {};
-    for (const tok of line.slice(at + 'PROBE virtio-blk-bench '.length).trim().split(/\s+/)) {
-      const eq = tok.indexOf('=');
-      if (eq > 0) rec[tok.slice(0, eq)] = tok.slice(eq + 1);
-    }
-    rows.push(rec);
+    rows.push(keyValues(line.slice(at + 'PROBE virtio-blk-bench '.length)));
   }
   return rows;
 }
 
-/** The host TSC frequency in kHz (the guest's TSC runs at the host's rate on KVM). */
-function hostTscKhz() {
-  const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-  if (!m) throw new Error('cannot read the TSC frequency from /proc/cpuinfo: pass --tsc-khz N');
-  return Math.round(Number(m[1]) * 1000);
-}
-
 function guestParams(tscKhz, w) {
   return `probe.cmd=poweroff probe.ring=3 probe.quiet probe.test=blkbench probe.blk.tsc_khz=${tscKhz} ${w.params}`;
-}
-
-/** Run `cmd` to completion (SIGKILL after `timeoutMs`); resolves with its stdout and stderr. */
-function run(cmd, args, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d.toString('latin1')));
-    child.stderr.on('data', (d) => (err += d.toString('latin1')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${cmd}: ${e.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, out, err });
-    });
-  });
 }
 
 function qemuArgs(c, image, params) {

@@ -42,10 +42,11 @@
 // Needs `npm run build` (dist/) and `node scripts/fixtures.mjs probe`; `npm run bench` does both.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { hostTscKhz, keyValues, median, run } from './common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROBE = join(root, 'test', 'fixtures', 'probe.bin');
@@ -69,32 +70,15 @@ const ROWS = [
 ];
 const TARGET = 1.0;
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 /** `PROBE fsbench k=v ...` lines of a guest's output, as objects (and `PROBE fs case=bench-*` set-up failures). */
 export function fsbenchLines(output) {
   const rows = [];
   for (const line of output.split('\n')) {
     const m = /PROBE (fsbench|fs) (.*)$/.exec(line.trimEnd());
     if (!m || (m[1] === 'fs' && !m[2].includes('case=bench-'))) continue;
-    const rec = { kind: m[1] };
-    for (const tok of m[2].trim().split(/\s+/)) {
-      const eq = tok.indexOf('=');
-      if (eq > 0) rec[tok.slice(0, eq)] = tok.slice(eq + 1);
-    }
-    rows.push(rec);
+    rows.push(keyValues(m[2], { kind: m[1] }));
   }
   return rows;
-}
-
-/** The host TSC frequency in kHz (the guest's TSC runs at the host's rate on KVM). */
-function hostTscKhz() {
-  const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-  if (!m) throw new Error('cannot read the TSC frequency from /proc/cpuinfo: pass --tsc-khz N');
-  return Math.round(Number(m[1]) * 1000);
 }
 
 function guestParams(o) {
@@ -107,26 +91,6 @@ function makeShare(base) {
   const dir = mkdtempSync(join(base, 'share-'));
   writeFileSync(join(dir, 'hello.txt'), randomBytes(HELLO_BYTES));
   return dir;
-}
-
-/** Run `cmd` to completion (SIGKILL after `timeoutMs`); resolves with its stdout and stderr. */
-function run(cmd, args, timeoutMs) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d.toString('latin1')));
-    child.stderr.on('data', (d) => (err += d.toString('latin1')));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new Error(`cannot run ${cmd}: ${e.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, out, err });
-    });
-  });
 }
 
 /** virtiofsd on a new vhost-user socket; resolves once the socket exists. */

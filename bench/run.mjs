@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VirtualMachine } from '../dist/index.js';
 import { blockBench } from './blk.mjs';
+import { median } from './common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const probe = join(root, 'test', 'fixtures', 'probe.bin');
@@ -22,11 +23,6 @@ const roundsArg = process.argv.indexOf('--rounds');
 const QEMU = '/usr/bin/qemu-system-x86_64';
 // The probe runs in ring 3: on a paravirtual KVM ring-0 guest code is emulated (~0.7 µs per instruction).
 const PROBE_PARAMS = 'probe.cmd=poweroff probe.ring=3';
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Spawn a command, time `PROBE ready` on its stdout and its exit; sample its peak RSS. */
 function timeProcess(cmd, args, { json = false } = {}) {

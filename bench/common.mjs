@@ -1,0 +1,46 @@
+// Pieces every benchmark here uses: medians, running a helper command, the host TSC rate, and
+// the k=v fields of a PROBE line.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** The median of a list of numbers. */
+export const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Run `cmd` to completion (SIGKILL after `timeoutMs`); resolves with its exit and its stdout and stderr. */
+export function run(cmd, args, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d.toString('latin1')));
+    child.stderr.on('data', (d) => (err += d.toString('latin1')));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot run ${cmd}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, out, err });
+    });
+  });
+}
+
+/** The host TSC frequency in kHz (the guest's TSC runs at the host's rate on KVM). */
+export function hostTscKhz() {
+  const m = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+  if (!m) throw new Error('cannot read the TSC frequency from /proc/cpuinfo: pass --tsc-khz N');
+  return Math.round(Number(m[1]) * 1000);
+}
+
+/** The `k=v` fields of the rest of a PROBE line, into `rec`. */
+export function keyValues(text, rec = {}) {
+  for (const tok of text.trim().split(/\s+/)) {
+    const eq = tok.indexOf('=');
+    if (eq > 0) rec[tok.slice(0, eq)] = tok.slice(eq + 1);
+  }
+  return rec;
+}
