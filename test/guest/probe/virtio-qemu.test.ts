@@ -90,8 +90,10 @@ async function runBlkRng(c: Config): Promise<Run> {
 }
 
 /** One CPU, 256 MiB, `-M microvm,pcie=on` under TCG with these devices. */
-function runMicrovmTcg(append: string, extraArgs: string[]): Promise<QemuProbeResult> {
-  return runProbeUnderQemu({ machine: 'microvm', machineOptions: 'pcie=on', accel: 'tcg', cpus: 1, memMiB: 256, kernel, timeoutMs: 60_000, append, extraArgs });
+/** One probe boot under QEMU TCG (1 vCPU, 256 MiB); microvm gets PCIe (ECAM). */
+function runTcg(machine: 'pc' | 'microvm', append: string, extraArgs: string[]): Promise<QemuProbeResult> {
+  const machineOptions = machine === 'microvm' ? 'pcie=on' : undefined;
+  return runProbeUnderQemu({ machine, machineOptions, accel: 'tcg', cpus: 1, memMiB: 256, kernel, timeoutMs: 60_000, append, extraArgs });
 }
 
 function checkRun(run: Run, c: Config, hostHead: string, hostTail: string) {
@@ -137,7 +139,7 @@ describe.skipIf(!haveQemu)('probe virtio driver against QEMU TCG devices', () =>
   it('logical_block_size=4096: blk_size 4096 in config space, and every request that is not whole blocks answered IOERR (virtio-blk-align)', async () => {
     const img = join(dir, 'block4k.img');
     copyFileSync(pristine, img);
-    const r = await runMicrovmTcg('probe.quiet probe.test=blk probe.ring=3 probe.blk.bad=0', [
+    const r = await runTcg('microvm', 'probe.quiet probe.test=blk probe.ring=3 probe.blk.bad=0', [
       '-device', 'virtio-blk-pci,disable-legacy=on,drive=d0,logical_block_size=4096,physical_block_size=4096',
       '-drive', `id=d0,file=${img},format=raw,if=none`,
     ]);
@@ -148,20 +150,11 @@ describe.skipIf(!haveQemu)('probe virtio driver against QEMU TCG devices', () =>
   it('pc, probe.virtio.reassign: BARs moved by the driver, around the ones other devices decode', async () => {
     const img = join(dir, 'reassign.img');
     copyFileSync(pristine, img);
-    const r = await runProbeUnderQemu({
-      machine: 'pc',
-      accel: 'tcg',
-      cpus: 1,
-      memMiB: 256,
-      kernel,
-      timeoutMs: 60_000,
-      // SeaBIOS puts the VGA framebuffer (16 MiB) at 0xfd000000 and the virtio BARs at 0xfe000000+
-      append: 'probe.quiet probe.test=blk,rng probe.blk.bad=0 probe.virtio.reassign probe.virtio.barbase=0xfd000000',
-      extraArgs: [
-        '-device', 'virtio-blk-pci,disable-legacy=on,drive=d0', '-drive', `id=d0,file=${img},format=raw,if=none`,
-        '-device', 'virtio-rng-pci,disable-legacy=on',
-      ],
-    });
+    // SeaBIOS puts the VGA framebuffer (16 MiB) at 0xfd000000 and the virtio BARs at 0xfe000000+
+    const r = await runTcg('pc', 'probe.quiet probe.test=blk,rng probe.blk.bad=0 probe.virtio.reassign probe.virtio.barbase=0xfd000000', [
+      '-device', 'virtio-blk-pci,disable-legacy=on,drive=d0', '-drive', `id=d0,file=${img},format=raw,if=none`,
+      '-device', 'virtio-rng-pci,disable-legacy=on',
+    ]);
     expect(r.exitCode, r.output).toBe(0);
     const bars = [one(r, 'virtio-blk-pci', 0), one(r, 'virtio-rng-pci')].flatMap((rec) =>
       Object.keys(rec).filter((k) => /^bar\d$/.test(k)).map((k) => rec[k]!.split('/')),
@@ -184,7 +177,7 @@ describe.skipIf(!haveQemu)('probe virtio driver against QEMU TCG devices', () =>
   it('blkbench: every mode, queue depth and request size reports its figures', async () => {
     const img = join(dir, 'bench.img');
     copyFileSync(pristine, img);
-    const r = await runMicrovmTcg(
+    const r = await runTcg('microvm', 
       'probe.quiet probe.ring=3 probe.test=blkbench probe.blk.bench=seqread,seqwrite,randread,randwrite probe.blk.qd=1,32 probe.blk.bs=4k,1m probe.blk.size=8',
       ['-device', 'virtio-blk-pci,disable-legacy=on,drive=d0', '-drive', `id=d0,file=${img},format=raw,if=none`],
     );
@@ -204,16 +197,9 @@ describe.skipIf(!haveQemu)('probe virtio driver against QEMU TCG devices', () =>
   }, 90_000);
 
   it('blkbench on a read-only disk refuses the write modes', async () => {
-    const r = await runProbeUnderQemu({
-      machine: 'pc',
-      accel: 'tcg',
-      cpus: 1,
-      memMiB: 256,
-      kernel,
-      timeoutMs: 60_000,
-      append: 'probe.quiet probe.test=blkbench probe.blk.bench=seqwrite,seqread probe.blk.size=4',
-      extraArgs: ['-device', 'virtio-blk-pci,disable-legacy=on,drive=d0', '-drive', `id=d0,file=${pristine},format=raw,if=none,readonly=on`],
-    });
+    const r = await runTcg('pc', 'probe.quiet probe.test=blkbench probe.blk.bench=seqwrite,seqread probe.blk.size=4', [
+      '-device', 'virtio-blk-pci,disable-legacy=on,drive=d0', '-drive', `id=d0,file=${pristine},format=raw,if=none,readonly=on`,
+    ]);
     expect(r.exitCode, r.output).toBe(0);
     expect(all(r, 'virtio-blk-bench').map((l) => l.error ?? l.mode)).toEqual(['read-only', 'seqread']);
     expect(sha256(pristine)).toBe(pristineSha);
