@@ -9,6 +9,10 @@
  *   (device-writable) (§5.11.6); the used length is the reply's length, 0 when there is none.
  *   Replies go out as operations finish, so large reads and writes (run on the thread pool)
  *   complete out of order.
+ * - After serving a queue the device polls it for `pollMaxNs` (QueuePolling.ts, QEMU's
+ *   `poll-max-ns`): FUSE drivers keep one request in flight per waiting task, and the next one
+ *   usually follows the reply within microseconds, so it is served without a kick and a wake-up
+ *   (bench/fs.mjs: LOOKUP+GETATTR pairs/s 8,282 without, 25,754 with, on this host).
  *
  * See FuseServer for the wire behaviour and PassthroughFs for the confinement rules.
  * @module
@@ -19,7 +23,9 @@ import { FuseServer } from '../../../fuse/FuseServer';
 import { PassthroughFs } from '../../../fuse/PassthroughFs';
 import { VIRTIO_ID_FS, VIRTQUEUE_FEATURES } from '../constants';
 import { QueueCompletions } from '../QueueCompletions';
+import { pollQueue } from '../QueuePolling';
 import { VirtioDevice, type VirtioActivation } from '../VirtioDevice';
+import type { VirtQueue } from '../VirtQueue';
 import { MAX_TAG_BYTES, resolveFsOptions, type CachePolicy, type VirtioFsOptions } from './VirtioFsOptions';
 
 /** Entries per queue (crosvm's virtio-fs queue size; Linux caps FUSE requests at the queue size in pages). */
@@ -74,7 +80,12 @@ export class VirtioFs extends VirtioDevice {
   /** The socket serving `allowlistSocket` (crosvm's protocol), from construction until {@link close}. */
   readonly allowlistServer: AllowlistSocket | undefined;
 
+  /** How long the queue is polled after it was served, in ns (see {@link VirtioFsOptions.pollMaxNs}). */
+  readonly pollMaxNs: number;
+
   private readonly completions = new QueueCompletions();
+  /** Requests running on the I/O threads. */
+  private asyncInFlight = 0;
 
   /**
    * Validate the options and open the shared directory (synchronously).
@@ -90,6 +101,7 @@ export class VirtioFs extends VirtioDevice {
     this.timeout = o.timeout;
     this.writeback = o.writeback;
     this.allowlistSocket = o.allowlistSocket;
+    this.pollMaxNs = o.pollMaxNs;
     this.fs = new PassthroughFs({
       sharedDir: o.sharedDir,
       writeback: o.writeback,
@@ -153,6 +165,13 @@ export class VirtioFs extends VirtioDevice {
     const c = this.completions;
     const queue = c.active?.queues[index];
     if (!queue) return;
+    if (this.serve(index, queue)) c.notify(index);
+    this.poll(index, queue);
+  }
+
+  /** Serve every available chain of `queue`; true when some reply was given synchronously. */
+  private serve(index: number, queue: VirtQueue): boolean {
+    const c = this.completions;
     const generation = c.generation;
     let answered = false;
     const onMalformed = (): void => {
@@ -165,11 +184,56 @@ export class VirtioFs extends VirtioDevice {
       if (typeof r === 'number') {
         queue.addUsed(chain.head, r, false); // published by the notify below
         answered = true;
-      } else {
-        r.then((n) => c.complete(generation, index, queue, chain.head, n), (e: unknown) => c.giveUp(e));
+        continue;
       }
+      this.asyncInFlight++;
+      r.then(
+        (n) => {
+          this.asyncInFlight--;
+          c.complete(generation, index, queue, chain.head, n);
+          // After the interrupt decision (queued by complete() before this): the driver's next
+          // request usually follows at once.
+          if (this.asyncInFlight === 0) queueMicrotask(() => this.pollAfterCompletion(generation, index));
+        },
+        (e: unknown) => {
+          this.asyncInFlight--;
+          c.giveUp(e);
+        },
+      );
     }
-    if (answered) c.notify(index);
+    return answered;
+  }
+
+  /** Poll queue `index` after serving it ({@link pollQueue}); serve the rest later if the budget ran out. */
+  private poll(index: number, queue: VirtQueue): void {
+    const c = this.completions;
+    const generation = c.generation;
+    const outcome = pollQueue(
+      queue,
+      this.pollMaxNs,
+      () => {
+        if (this.serve(index, queue)) c.notify(index);
+      },
+      () => this.asyncInFlight > 0,
+    );
+    if (outcome === 'more') {
+      setImmediate(() => {
+        if (c.isCurrent(generation)) this.serveFromEventLoop(index);
+      });
+    }
+  }
+
+  private pollAfterCompletion(generation: number, index: number): void {
+    if (this.completions.isCurrent(generation) && this.asyncInFlight === 0) this.serveFromEventLoop(index);
+  }
+
+  /** processQueue from a callback of this device's own: a broken queue asks for DEVICE_NEEDS_RESET. */
+  private serveFromEventLoop(index: number): void {
+    try {
+      this.processQueue(index);
+    } catch (e) {
+      this.completions.giveUp(e);
+    }
   }
 
   /**

@@ -8,6 +8,7 @@
 import { ConfigError } from '../../../errors';
 import { AllowlistError, parseAllowlistPath } from '../../../fuse/Allowlist';
 import type { CachePolicy } from '../../../fuse/FuseServer';
+import { DEFAULT_POLL_MAX_NS } from '../QueuePolling';
 
 export type { CachePolicy };
 
@@ -43,6 +44,13 @@ export interface VirtioFsOptions {
    * the allowlist on, with or without `allowlistSocket`; see `VirtioFs.allowPaths()`.
    */
   allowedPaths?: readonly string[];
+  /**
+   * After serving its queue, the device keeps looking at it for this many nanoseconds with
+   * notifications off (QEMU's `poll-max-ns` for I/O threads), so a request sent right after a
+   * reply costs no doorbell and no wake-up; the main thread spins meanwhile. Default
+   * {@link DEFAULT_POLL_MAX_NS} (32,768, QEMU's); 0 turns polling off.
+   */
+  pollMaxNs?: number;
 }
 
 /** Options after validation, with defaults filled in. */
@@ -55,12 +63,16 @@ export interface ResolvedFsOptions {
   allowlistSocket: string | undefined;
   /** Undefined when no allowlist is configured. */
   allowedPaths: readonly string[] | undefined;
+  pollMaxNs: number;
 }
 
 /** Longest tag: the config space's `tag[36]` (virtio 1.2 §5.11.4). */
 export const MAX_TAG_BYTES = 36;
 /** Default entry/attribute timeout in seconds (crosvm's). */
 export const DEFAULT_FS_TIMEOUT = 5;
+
+/** Longest polling window accepted (1 ms): beyond it the main thread would spin for nothing. */
+export const MAX_POLL_NS = 1_000_000;
 
 const CACHE_POLICIES: readonly CachePolicy[] = ['never', 'auto', 'always'];
 
@@ -101,5 +113,9 @@ export function resolveFsOptions(options: VirtioFsOptions): ResolvedFsOptions {
   } else if (socket !== undefined) {
     allowed = [];
   }
-  return { sharedDir, tag, cache, timeout, writeback, allowlistSocket: socket, allowedPaths: allowed ? [...allowed] : undefined };
+  const pollMaxNs = options.pollMaxNs ?? DEFAULT_POLL_MAX_NS;
+  if (typeof pollMaxNs !== 'number' || !Number.isInteger(pollMaxNs) || pollMaxNs < 0 || pollMaxNs > MAX_POLL_NS) {
+    throw new ConfigError('poll_max_ns', `must be an integer number of nanoseconds from 0 to ${MAX_POLL_NS}`, pollMaxNs);
+  }
+  return { sharedDir, tag, cache, timeout, writeback, allowlistSocket: socket, allowedPaths: allowed ? [...allowed] : undefined, pollMaxNs };
 }

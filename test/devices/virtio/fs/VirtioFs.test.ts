@@ -50,6 +50,9 @@ describe('VirtioFs device', () => {
       [{ sharedDir: d, tag: 't', writeback: 'yes' }, /^writeback must be true or false/],
       [{ sharedDir: d, tag: 't', allowedPaths: ['rel'] }, /^allowed_paths/],
       [{ sharedDir: d, tag: 't', allowlistSocket: '' }, /^allowlist_socket/],
+      [{ sharedDir: d, tag: 't', pollMaxNs: -1 }, /^poll_max_ns must be an integer number of nanoseconds from 0 to 1000000/],
+      [{ sharedDir: d, tag: 't', pollMaxNs: 1.5 }, /^poll_max_ns /],
+      [{ sharedDir: d, tag: 't', pollMaxNs: 2_000_000 }, /^poll_max_ns /],
     ];
     for (const [o, re] of bad) {
       expect(() => resolveFsOptions(o as never), JSON.stringify(o)).toThrow(ConfigError);
@@ -58,7 +61,8 @@ describe('VirtioFs device', () => {
     expect(() => new VirtioFs({ sharedDir: join(d, 'missing'), tag: 't' })).toThrow(/^shared_dir must be an existing directory/);
     writeFileSync(join(d, 'file'), '');
     expect(() => new VirtioFs({ sharedDir: join(d, 'file'), tag: 't' })).toThrow(ConfigError);
-    expect(resolveFsOptions({ sharedDir: d, tag: 't' })).toMatchObject({ cache: 'auto', timeout: 5, writeback: false, allowedPaths: undefined });
+    expect(resolveFsOptions({ sharedDir: d, tag: 't' })).toMatchObject({ cache: 'auto', timeout: 5, writeback: false, allowedPaths: undefined, pollMaxNs: 32_768 });
+    expect(resolveFsOptions({ sharedDir: d, tag: 't', pollMaxNs: 0 }).pollMaxNs).toBe(0);
     expect(resolveFsOptions({ sharedDir: d, tag: 't', cache: 'never' }).timeout).toBe(0);
     expect(resolveFsOptions({ sharedDir: d, tag: 't', cache: 'never', timeout: 3 }).timeout).toBe(3);
     expect(resolveFsOptions({ sharedDir: d, tag: 'x'.repeat(36) }).tag.length).toBe(36);
