@@ -1,8 +1,9 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  // index: the library; cli: the `kvmkit` bin; vcpu-worker: loaded by the VM as a worker_thread.
-  entry: { index: 'src/index.ts', cli: 'src/cli/main.ts', 'vcpu-worker': 'src/vm/vcpuWorker.ts' },
+  // index: the library; cli: the `kvmkit` bin; vcpu-worker and fs-worker: loaded as worker_threads
+  // (one per vCPU, one per virtio-fs device).
+  entry: { index: 'src/index.ts', cli: 'src/cli/main.ts', 'vcpu-worker': 'src/vm/vcpuWorker.ts', 'fs-worker': 'src/devices/virtio/fs/fsWorkerMain.ts' },
   format: ['esm', 'cjs'],
   dts: { entry: { index: "src/index.ts" } },
   sourcemap: true,

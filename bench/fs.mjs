@@ -197,7 +197,7 @@ async function child(spec) {
     await vm.start();
     const info = await vm.exited;
     clearTimeout(timer);
-    boots.push({ name, reason: info.reason, output: vm.serial.output, stats: { queue: fs.stats, server: fs.server.stats, devices: vm.deviceStats() } });
+    boots.push({ name, reason: info.reason, output: vm.serial.output, stats: { device: fs.stats, devices: vm.deviceStats() } });
     // The measured boot starts as clean as QEMU's run (which gets a sync and no warm-up): the
     // warm-up's 256 MiB of dirty page cache would otherwise be written back during its seqwrite.
     if (name === 'warm-up') {

@@ -13,6 +13,8 @@ export interface FsLibc {
   openat(dirfd: number, path: Uint8Array, flags: number, mode: number): number;
   close(fd: number): number;
   dup(fd: number): number;
+  /** fcntl(2) with an int argument (F_DUPFD_CLOEXEC). */
+  fcntl(fd: number, cmd: number, arg: number): number;
   statx(dirfd: number, path: Uint8Array, flags: number, mask: number, buf: Uint8Array): number;
   mkdirat(dirfd: number, path: Uint8Array, mode: number): number;
   mknodat(dirfd: number, path: Uint8Array, mode: number, dev: number): number;
@@ -65,6 +67,7 @@ function bind(): FsLibc {
     openat: f('int openat(int dirfd, const void *path, int flags, uint32_t mode)'),
     close: f('int close(int fd)'),
     dup: f('int dup(int fd)'),
+    fcntl: f('int fcntl(int fd, int cmd, int arg)'),
     statx: f('int statx(int dirfd, const void *path, int flags, uint32_t mask, void *buf)'),
     mkdirat: f('int mkdirat(int dirfd, const void *path, uint32_t mode)'),
     mknodat: f('int mknodat(int dirfd, const void *path, uint32_t mode, uint64_t dev)'),
@@ -133,6 +136,9 @@ export const O = {
   /** __O_TMPFILE: with O_DIRECTORY, an unnamed file in that directory (asm-generic/fcntl.h). */
   TMPFILE_BIT: 0o20000000,
 } as const;
+
+/** F_DUPFD_CLOEXEC (linux/fcntl.h: F_LINUX_SPECIFIC_BASE + 6): a duplicate that closes on exec. */
+export const F_DUPFD_CLOEXEC = 1030;
 
 /** *at(2) flags (linux/fcntl.h). */
 export const AT = {

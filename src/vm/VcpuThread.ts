@@ -3,30 +3,20 @@
  * mailbox, kicks it out of KVM_RUN, pauses, resumes and stops it.
  * @module
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { KICK_SIGNAL, libc, nativeView } from '../hypervisor/kvm/libc';
 import type { Vcpu } from '../hypervisor/Hypervisor';
 import { KvmkitError } from '../errors';
+import { builtWorkerPath, workerExecArgv } from '../workerScript';
 import type { GuestRegion } from '../memory/GuestMemory';
 import { ACCESS, MB, POST_SLOTS, VcpuRunState, type VcpuWorkerData, type VcpuWorkerMessage } from './mailbox';
 
 /** Serves one device access; for reads, returns the value (up to 8 bytes, little-endian). */
 export type AccessHandler = (kind: number, addr: number, size: number, value: bigint) => bigint | void;
 
-let workerPath: string | undefined;
-
 /** Locate the built worker script (dist/vcpu-worker.js beside this bundle, or the package's dist/). */
 export function vcpuWorkerPath(): string {
-  if (workerPath) return workerPath;
-  const here = typeof __filename === 'string' ? dirname(__filename) : dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, 'vcpu-worker.js'), join(here, '..', '..', 'dist', 'vcpu-worker.js'), join(here, '..', 'dist', 'vcpu-worker.js')];
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new KvmkitError(`kvmkit's vCPU worker script is missing (looked in ${candidates.join(', ')}); run \`npm run build\``);
-  workerPath = found;
-  return found;
+  return builtWorkerPath('vcpu-worker.js', 'vCPU worker');
 }
 
 /** Idle vCPU workers kept for the next VM in this process (spawning one with koffi costs tens of ms). */
@@ -40,9 +30,7 @@ function acquireWorker(name: string): Worker {
     w.ref();
     return w;
   }
-  // --input-type (node -e) is refused by workers: keep the parent's other flags.
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--input-type'));
-  return new Worker(vcpuWorkerPath(), { name, execArgv });
+  return new Worker(vcpuWorkerPath(), { name, execArgv: workerExecArgv() });
 }
 
 /** Remove our listeners only: Worker keeps internal newListener/removeListener hooks that must stay. */

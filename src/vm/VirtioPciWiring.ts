@@ -105,14 +105,16 @@ export class VirtioPciWiring implements MsixVectorSink, IrqLine {
   attach(dev: VirtioPciDevice): void {
     this.#dev = dev;
     dev.msix.sink = this;
-    for (let q = 0; q < dev.queues.length; q++) {
-      const fd = new EventFd();
-      this.#doorbells.push(fd);
-      fd.watch((n) => {
-        this.stats.doorbells++;
-        this.stats.doorbellWrites += Number(n);
-        this.#dev?.notifyQueue(q);
-      });
+    for (let q = 0; q < dev.queues.length; q++) this.#doorbells.push(new EventFd());
+    // A device with a thread of its own waits on its doorbells there; else the main loop does.
+    if (!dev.device.takeDoorbells(this.#doorbells.map((fd) => fd.fd))) {
+      this.#doorbells.forEach((fd, q) =>
+        fd.watch((n) => {
+          this.stats.doorbells++;
+          this.stats.doorbellWrites += Number(n);
+          this.#dev?.notifyQueue(q);
+        }),
+      );
     }
     this.#doorbellAt = new Array(dev.queues.length);
     if (this.#intxMode === 'resample-irqfd') this.#openIntxIrqfd(dev);

@@ -64,7 +64,6 @@ describe.skipIf(!HAS_KVM)('virtio-fs allowlist socket while the probe runs', () 
     });
     const errors: Error[] = [];
     vm.on('error', (e) => errors.push(e));
-    const stats = fs.server.stats;
     expect(statSync(sock).mode & 0o777).toBe(0o600); // listening from construction, before the VM starts
     const client = AllowlistClient.connect(sock);
     await vm.start();
@@ -73,22 +72,22 @@ describe.skipIf(!HAS_KVM)('virtio-fs allowlist socket while the probe runs', () 
     void vm.exited.then(() => (exited = true));
     try {
       // phase 1: the allowlist is empty, every LOOKUP fails (replies: INIT's + one per failed LOOKUP)
-      await until(() => stats.errors >= PHASE || exited, 'failed lookups before AddPaths');
+      await until(() => fs.stats.errors >= PHASE || exited, 'failed lookups before AddPaths');
       expect(exited, vm.serial.output).toBe(false);
-      const beforeAdd = { ...stats };
+      const beforeAdd = { ...fs.stats };
       expect(beforeAdd.replies - beforeAdd.errors).toBe(1); // nothing but INIT succeeded
       await client.addPaths(['/hello.txt']);
       const tAdd = performance.now();
-      const atAdd = { ...stats };
+      const atAdd = { ...fs.stats };
       // phase 2: lookups succeed, no new errors
-      await until(() => stats.replies - atAdd.replies >= 2 * PHASE || exited, 'successful lookups after AddPaths');
-      const beforeRemove = { ...stats };
+      await until(() => fs.stats.replies - atAdd.replies >= 2 * PHASE || exited, 'successful lookups after AddPaths');
+      const beforeRemove = { ...fs.stats };
       expect(beforeRemove.errors).toBe(atAdd.errors); // not one failure while the path was allowed
       await client.removePaths(['/hello.txt']);
       const tRemove = performance.now();
-      const atRemove = { ...stats };
+      const atRemove = { ...fs.stats };
       // phase 3: failing again
-      await until(() => stats.errors - atRemove.errors >= PHASE || exited, 'failed lookups after RemovePaths');
+      await until(() => fs.stats.errors - atRemove.errors >= PHASE || exited, 'failed lookups after RemovePaths');
       expect(exited, 'the probe ended before the third phase: raise LOOKUPS').toBe(false);
       const info = await vm.exited;
       const tEnd = performance.now();
@@ -103,8 +102,8 @@ describe.skipIf(!HAS_KVM)('virtio-fs allowlist socket while the probe runs', () 
       expect(line).toMatchObject({ case: 'lookup-getattr', ops: String(LOOKUPS), first_err: 'ENOENT' });
       const guestErrors = Number(line.errors);
       // the guest counted exactly the ENOENTs the server sent: the failures of phases 1 and 3
-      expect(guestErrors).toBe(stats.errors);
-      expect(stats.replies - 2 - stats.errors).toBe(2 * (LOOKUPS - guestErrors)); // INIT, DESTROY, and each success: LOOKUP + GETATTR
+      expect(guestErrors).toBe(fs.stats.errors);
+      expect(fs.stats.replies - 2 - fs.stats.errors).toBe(2 * (LOOKUPS - guestErrors)); // INIT, DESTROY, and each success: LOOKUP + GETATTR
       const phase1 = atAdd.errors;
       const phase3 = guestErrors - atAdd.errors;
       const visible = LOOKUPS - guestErrors;

@@ -71,6 +71,19 @@ export abstract class VirtioDevice implements VmDevice {
   }
 
   /**
+   * Offered once, before the driver starts, by a transport that takes doorbells from eventfds
+   * (KVM_IOEVENTFD; index = queue number): a device that waits on them itself, in its own thread,
+   * returns true and the transport stops watching them (doorbells that still reach the transport,
+   * e.g. as MMIO writes, come through {@link VirtioDevice.processQueue}). The transport keeps the
+   * fds and closes them when the VM ends, after {@link VirtioDevice.close}; a device that keeps
+   * them longer duplicates them. Default: false (the transport calls processQueue).
+   */
+  takeDoorbells(fds: readonly number[]): boolean {
+    void fds;
+    return false;
+  }
+
+  /**
    * The driver set DRIVER_OK: start serving the queues. The queues are validated and carry the
    * negotiated ring features. The device must not touch them before this call (§2.1.2).
    */

@@ -17,36 +17,35 @@
  * See FuseServer for the wire behaviour and PassthroughFs for the confinement rules.
  * @module
  */
+import { ConfigError, errnoName, KvmkitError } from '../../../errors';
 import { Allowlist, AllowlistError } from '../../../fuse/Allowlist';
+import { AT, cString, F_DUPFD_CLOEXEC, fsLibc, O } from '../../../fuse/libcFs';
 import { AllowlistSocket } from './AllowlistSocket';
-import { FuseServer } from '../../../fuse/FuseServer';
-import { PassthroughFs } from '../../../fuse/PassthroughFs';
 import { VIRTIO_ID_FS, VIRTQUEUE_FEATURES } from '../constants';
-import { QueueCompletions } from '../QueueCompletions';
-import { pollQueue } from '../QueuePolling';
 import { VirtioDevice, type VirtioActivation } from '../VirtioDevice';
-import type { VirtQueue } from '../VirtQueue';
+import { FS_RESET_DRAIN_MS, FS_STATS_FIELDS, type VirtioFsStats } from './FsQueueService';
+import { FsQueueThread } from './FsQueueThread';
+import type { FromFsWorker, ToFsWorker } from './fsWorkerProtocol';
 import { MAX_TAG_BYTES, resolveFsOptions, type CachePolicy, type VirtioFsOptions } from './VirtioFsOptions';
+
+export { FS_RESET_DRAIN_MS, type VirtioFsStats };
 
 /** Entries per queue (crosvm's virtio-fs queue size; Linux caps FUSE requests at the queue size in pages). */
 export const FS_QUEUE_SIZE = 1024;
 /** Request queues besides the high-priority one (`num_request_queues`). */
 export const FS_REQUEST_QUEUES = 1;
-/** How long a device reset waits for running I/O before it gives up on it (ms), as virtio-blk. */
-export const FS_RESET_DRAIN_MS = 5000;
 /** Bytes of the configuration space: tag[36] and le32 num_request_queues (§5.11.4). */
 export const FS_CONFIG_SIZE = MAX_TAG_BYTES + 4;
-
-/** Counters, for tests and diagnostics (the FUSE server keeps its own in `server.stats`). */
-export interface VirtioFsStats {
-  /** Descriptor chains taken from the queues. */
-  chains: number;
-  /** Malformed chains the queue rejected (returned with length 0). */
-  malformed: number;
-}
+/** Longest wait for the queue thread to take a reset or an allowlist change (ms), beyond the reset's own drain. */
+const QUEUE_THREAD_ANSWER_MS = 5000;
 
 /**
  * A virtio-fs device: `new VirtioFs({ sharedDir: './share', tag: 'my_shared_tag' })`.
+ *
+ * The FUSE server runs in the device's own worker thread (its queue thread, like crosvm's fs
+ * worker and virtiofsd's queue thread), woken by the queues' ioeventfds without the main thread,
+ * serving requests inline and polling the queue after each batch (FsQueueService). This object
+ * keeps the device's identity, configuration space and allowlist on the main thread.
  * @example
  * ```ts
  * const fs = new VirtioFs({ sharedDir: './share', tag: 'my_shared_tag', cache: 'auto' });
@@ -71,24 +70,23 @@ export class VirtioFs extends VirtioDevice {
   readonly writeback: boolean;
   /** The allowlist control socket path, if configured (served by the allowlist socket module). */
   readonly allowlistSocket: string | undefined;
-  /** The file system (inodes, handles) behind the server. */
-  readonly fs: PassthroughFs;
-  /** The FUSE server. */
-  readonly server: FuseServer;
-  /** Queue counters since construction. */
-  readonly stats: VirtioFsStats = { chains: 0, malformed: 0 };
+  /** How long the queue is polled after it was served, in ns (see {@link VirtioFsOptions.pollMaxNs}). */
+  readonly pollMaxNs: number;
   /** The socket serving `allowlistSocket` (crosvm's protocol), from construction until {@link close}. */
   readonly allowlistServer: AllowlistSocket | undefined;
 
-  /** How long the queue is polled after it was served, in ns (see {@link VirtioFsOptions.pollMaxNs}). */
-  readonly pollMaxNs: number;
-
-  private readonly completions = new QueueCompletions();
-  /** Requests running on the I/O threads. */
-  private asyncInFlight = 0;
+  readonly #allowlist: Allowlist | undefined;
+  readonly #thread: FsQueueThread;
+  /** Counts activations and resets; the queue thread's messages carry the one they belong to. */
+  #epoch = 0;
+  #active: VirtioActivation | undefined;
+  /** Our duplicates of the queues' ioeventfds, watched by the queue thread. */
+  #doorbells: number[] = [];
+  #failure: string | undefined;
+  #closing: Promise<void> | undefined;
 
   /**
-   * Validate the options and open the shared directory (synchronously).
+   * Validate the options, check the shared directory and start the queue thread.
    * @throws ConfigError for a bad option (`tag must be 1 to 36 bytes ...`) or a directory that
    *   cannot be opened
    */
@@ -102,35 +100,41 @@ export class VirtioFs extends VirtioDevice {
     this.writeback = o.writeback;
     this.allowlistSocket = o.allowlistSocket;
     this.pollMaxNs = o.pollMaxNs;
-    this.fs = new PassthroughFs({
-      sharedDir: o.sharedDir,
-      writeback: o.writeback,
-      allowlist: o.allowedPaths ? new Allowlist(o.allowedPaths) : undefined,
-    });
-    this.server = new FuseServer(this.fs, { cache: o.cache, timeout: o.timeout, writeback: o.writeback });
-    if (o.allowlistSocket !== undefined) {
-      try {
-        this.allowlistServer = AllowlistSocket.listen(o.allowlistSocket, this);
-      } catch (e) {
-        void this.fs.close();
-        throw e;
-      }
-    }
+    checkSharedDir(o.sharedDir);
+    // The queue thread keeps its own copy; this one checks paths first, so both always agree.
+    this.#allowlist = o.allowedPaths ? new Allowlist(o.allowedPaths) : undefined;
+    if (o.allowlistSocket !== undefined) this.allowlistServer = AllowlistSocket.listen(o.allowlistSocket, this);
+    this.#thread = FsQueueThread.acquire((m) => this.#fromWorker(m));
+    this.#thread.post({ type: 'open', options: o });
+  }
+
+  /** Counters as the queue thread last published them (after every batch of requests). */
+  get stats(): VirtioFsStats {
+    const s = {} as VirtioFsStats;
+    FS_STATS_FIELDS.forEach((k, i) => (s[k] = this.#thread.counters[i]!));
+    return s;
+  }
+
+  /** Why the queue thread cannot serve (the share could not be opened there, or the thread died), if so. */
+  get failure(): string | undefined {
+    return this.#failure ?? this.#thread.failure;
   }
 
   /** The allowlist in force, or undefined when the share is not restricted. */
   get allowlist(): Allowlist | undefined {
-    return this.fs.allowlist;
+    return this.#allowlist;
   }
 
   /**
    * Make `paths` (relative to the share's root, starting with `/`) and everything below them
-   * visible, with the directories leading to them. Takes effect for the next request. Atomic.
+   * visible, with the directories leading to them. In force for every request the queue thread
+   * takes after this returns. Atomic.
    * @throws AllowlistError for a malformed path (nothing changes), or when the device was created
    *   without an allowlist (`allowlistSocket` or `allowedPaths`)
    */
   allowPaths(paths: readonly string[]): void {
     this.requireAllowlist().allow(paths);
+    this.#call({ type: 'allow', seq: 0, paths: [...paths] }, QUEUE_THREAD_ANSWER_MS);
   }
 
   /**
@@ -142,6 +146,7 @@ export class VirtioFs extends VirtioDevice {
    */
   revokePaths(paths: readonly string[]): void {
     this.requireAllowlist().revoke(paths);
+    this.#call({ type: 'revoke', seq: 0, paths: [...paths] }, QUEUE_THREAD_ANSWER_MS);
   }
 
   /** No device-specific feature bits (§5.11.3: VIRTIO_FS_F_NOTIFICATION is not offered). */
@@ -157,107 +162,108 @@ export class VirtioFs extends VirtioDevice {
     return b;
   }
 
-  activate(activation: VirtioActivation): void {
-    this.completions.activate(activation);
-  }
-
-  processQueue(index: number): void {
-    const c = this.completions;
-    const queue = c.active?.queues[index];
-    if (!queue) return;
-    if (this.serve(index, queue)) c.notify(index);
-    this.poll(index, queue);
-  }
-
-  /** Serve every available chain of `queue`; true when some reply was given synchronously. */
-  private serve(index: number, queue: VirtQueue): boolean {
-    const c = this.completions;
-    const generation = c.generation;
-    let answered = false;
-    const onMalformed = (): void => {
-      this.stats.malformed++;
-      answered = true;
-    };
-    for (const chain of queue.drain(onMalformed)) {
-      this.stats.chains++;
-      const r = this.server.handle(chain);
-      if (typeof r === 'number') {
-        queue.addUsed(chain.head, r, false); // published by the notify below
-        answered = true;
-        continue;
+  /** The queue thread waits on the doorbells itself (duplicates of the transport's eventfds). */
+  override takeDoorbells(fds: readonly number[]): boolean {
+    if (this.#closing || this.#doorbells.length > 0) return false;
+    const c = fsLibc();
+    const dups: number[] = [];
+    for (const fd of fds) {
+      const d = c.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (d < 0) {
+        for (const x of dups) c.close(x);
+        return false; // the transport keeps watching them and kicks through processQueue
       }
-      this.asyncInFlight++;
-      r.then(
-        (n) => {
-          this.asyncInFlight--;
-          c.complete(generation, index, queue, chain.head, n);
-          // After the interrupt decision (queued by complete() before this): the driver's next
-          // request usually follows at once.
-          if (this.asyncInFlight === 0) queueMicrotask(() => this.pollAfterCompletion(generation, index));
-        },
-        (e: unknown) => {
-          this.asyncInFlight--;
-          c.giveUp(e);
-        },
-      );
+      dups.push(d);
     }
-    return answered;
+    this.#doorbells = dups;
+    this.#post({ type: 'doorbells', fds: dups });
+    return true;
   }
 
-  /** Poll queue `index` after serving it ({@link pollQueue}); serve the rest later if the budget ran out. */
-  private poll(index: number, queue: VirtQueue): void {
-    const c = this.completions;
-    const generation = c.generation;
-    const outcome = pollQueue(
-      queue,
-      this.pollMaxNs,
-      () => {
-        if (this.serve(index, queue)) c.notify(index);
-      },
-      () => this.asyncInFlight > 0,
-    );
-    if (outcome === 'more') {
-      setImmediate(() => {
-        if (c.isCurrent(generation)) this.serveFromEventLoop(index);
-      });
-    }
+  activate(activation: VirtioActivation): void {
+    this.#active = activation;
+    const epoch = ++this.#epoch;
+    this.#post({
+      type: 'activate',
+      epoch,
+      regions: activation.mem.regions.map((r) => ({ ...r })),
+      queues: activation.queues.map((q) =>
+        q ? { index: q.index, maxSize: this.queueMaxSizes[q.index] ?? q.size, size: q.size, descTable: q.descTable, availRing: q.availRing, usedRing: q.usedRing } : undefined,
+      ),
+      features: activation.features,
+    });
   }
 
-  private pollAfterCompletion(generation: number, index: number): void {
-    if (this.completions.isCurrent(generation) && this.asyncInFlight === 0) this.serveFromEventLoop(index);
-  }
-
-  /** processQueue from a callback of this device's own: a broken queue asks for DEVICE_NEEDS_RESET. */
-  private serveFromEventLoop(index: number): void {
-    try {
-      this.processQueue(index);
-    } catch (e) {
-      this.completions.giveUp(e);
-    }
+  /** A doorbell that reached the main thread (an MMIO write, or a transport that kept the eventfds): the queue thread serves it. */
+  processQueue(index: number): void {
+    if (this.#active) this.#post({ type: 'kick', epoch: this.#epoch, index });
   }
 
   /**
    * Driver reset: the FUSE session ends (node ids and handles are dropped; the guest sends INIT
-   * again). I/O still running on the I/O threads is waited for (up to {@link FS_RESET_DRAIN_MS}),
-   * and its completion discarded, so nothing writes guest RAM after the reset (§2.4.1).
+   * again). Returns when the queue thread has stopped: the request it was serving is finished, I/O
+   * on the I/O threads waited for (up to {@link FS_RESET_DRAIN_MS}) and its completion discarded,
+   * so nothing writes guest RAM after the reset (§2.4.1).
    */
   reset(): void {
-    this.completions.reset();
-    this.server.abandonInFlight();
-    this.fs.quiesce(FS_RESET_DRAIN_MS);
-    this.server.endSession();
+    this.#active = undefined;
+    this.#epoch++;
+    if (this.#closing) return;
+    this.#call({ type: 'reset', seq: 0 }, FS_RESET_DRAIN_MS + QUEUE_THREAD_ANSWER_MS);
   }
 
-  /** Reset, wait for running I/O and close every descriptor. Call before guest RAM is freed. */
-  override async close(): Promise<void> {
+  /** Reset, wait for running I/O, close every descriptor and end the queue thread. Call before guest RAM is freed. */
+  override close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.allowlistServer?.close();
-    this.reset();
-    await this.fs.close();
+    this.#active = undefined;
+    this.#epoch++;
+    const clean = await this.#thread.callAsync({ type: 'close', seq: 0 }, FS_RESET_DRAIN_MS + QUEUE_THREAD_ANSWER_MS);
+    await this.#thread.release(clean);
+    const c = fsLibc();
+    for (const fd of this.#doorbells) c.close(fd);
+    this.#doorbells = [];
+  }
+
+  #post(m: ToFsWorker): void {
+    if (!this.#closing) this.#thread.post(m);
+  }
+
+  /** Send `m` and wait (blocking this thread) until the queue thread has carried it out. */
+  #call(m: Extract<ToFsWorker, { seq: number }>, timeoutMs: number): void {
+    if (this.#closing) return;
+    this.#thread.call(m, timeoutMs, `virtio-fs ${this.tag}`);
+  }
+
+  #fromWorker(m: FromFsWorker): void {
+    switch (m.type) {
+      case 'used':
+        if (m.epoch === this.#epoch) this.#active?.interrupt.signalUsedQueue(m.index);
+        return;
+      case 'needsReset':
+        if (m.epoch === this.#epoch) this.#active?.interrupt.needsReset?.(new KvmkitError(`virtio-fs ${this.tag}: ${m.message}`));
+        return;
+      case 'error':
+        this.#failure = m.message;
+        return;
+    }
   }
 
   private requireAllowlist(): Allowlist {
-    const al = this.fs.allowlist;
+    const al = this.#allowlist;
     if (!al) throw new AllowlistError(`virtio-fs ${this.tag} has no allowlist: create it with allowlistSocket or allowedPaths`, undefined);
     return al;
   }
+}
+
+/** The share must be a directory this process can open (checked here so that a bad path is a ConfigError at construction). */
+function checkSharedDir(sharedDir: string): void {
+  const c = fsLibc();
+  const fd = c.openat(AT.FDCWD, cString(sharedDir), O.PATH | O.DIRECTORY | O.CLOEXEC, 0);
+  if (fd < 0) throw new ConfigError('shared_dir', `must be an existing directory the VMM can open (${errnoName(c.errno())})`, sharedDir);
+  c.close(fd);
 }
