@@ -65,6 +65,8 @@ export interface WiringContext {
 interface Vector {
   gsi: number;
   fd: EventFd;
+  /** The GSI is routed to an x86 MSI message (signalling the irqfd interrupts the guest). */
+  routed: boolean;
 }
 
 /**
@@ -178,12 +180,17 @@ export class VirtioPciWiring implements MsixVectorSink, IrqLine {
       if (!v) {
         const gsi = this.#ctx.routing.allocate();
         const fd = new EventFd();
-        v = { gsi, fd };
+        v = { gsi, fd, routed: false };
         this.#vectors.set(vector, v);
         this.#ctx.vm.registerIrqfd(fd.fd, gsi);
       }
-      if (isX86MsiAddress(message.address)) this.#ctx.routing.setMsi(v.gsi, message.address, message.data);
-      else this.#ctx.routing.clearMsi(v.gsi);
+      v.routed = false;
+      if (isX86MsiAddress(message.address)) {
+        this.#ctx.routing.setMsi(v.gsi, message.address, message.data);
+        v.routed = true;
+      } else {
+        this.#ctx.routing.clearMsi(v.gsi);
+      }
     } catch (e) {
       this.#ctx.onError(new KvmkitError(`${this.#dev?.name}: routing MSI-X vector ${vector} failed`, { cause: e }));
     }
@@ -194,6 +201,11 @@ export class VirtioPciWiring implements MsixVectorSink, IrqLine {
     if (!v) return;
     this.stats.msiFired++;
     v.fd.signal();
+  }
+
+  irqfd(vector: number): number | undefined {
+    const v = this.#vectors.get(vector);
+    return v?.routed && !this.#closed ? v.fd.fd : undefined;
   }
 
   // ---- IrqLine (INTA#) ----

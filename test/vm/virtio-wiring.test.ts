@@ -15,6 +15,7 @@ import {
 } from '../../src/devices/virtio/pci/VirtioPciRegisters';
 import { VirtioDevice, type VirtioActivation } from '../../src/devices/virtio/VirtioDevice';
 import { EventFd } from '../../src/hypervisor/kvm/EventFd';
+import { libc } from '../../src/hypervisor/kvm/libc';
 import { GsiRoutingTable } from '../../src/hypervisor/kvm/IrqRouting';
 import { ACCESS, VcpuRunState } from '../../src/vm/mailbox';
 import { type IntxMode, VirtioPciWiring } from '../../src/vm/VirtioPciWiring';
@@ -185,14 +186,21 @@ describe.skipIf(!hasKvm)('VirtioPciWiring on /dev/kvm', () => {
       times.sort((a, b) => a - b);
       console.log(`MSI-X: 100 notifications, 0 extra deliveries, notify → handler's doorbell median ${times[50]!.toFixed(0)} µs`);
       expect(rig.mmioExits.read + rig.mmioExits.write).toBe(0); // MSI + ioeventfd doorbell: no exits
-      // mask vector 1: the notification becomes a pending bit
+      // what a device's own thread does (VirtioInterrupt.usedQueueIrqfd): signal the vector's irqfd directly
+      const irqfd = irq.usedQueueIrqfd!(0)!;
+      expect(irqfd).toBeGreaterThan(2);
+      libc().write(irqfd, Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0), 8);
+      await until(() => handled() === 101, 'the MSI sent through the irqfd directly');
+      expect(wiring.stats.msiFired).toBe(100); // not through the wiring
+      // mask vector 1: the notification becomes a pending bit, and no irqfd is offered
       d.wbar(e1 + 12, 1, 4);
+      expect(irq.usedQueueIrqfd!(0)).toBeUndefined();
       irq.signalUsedQueue(0);
       await new Promise((r) => setTimeout(r, 20));
-      expect(handled()).toBe(100);
+      expect(handled()).toBe(101);
       expect(d.bar(BAR0_MSIX_PBA_OFFSET, 8)).toBe(2);
       d.wbar(e1 + 12, 0, 4);
-      await until(() => handled() === 101, 'the pending MSI');
+      await until(() => handled() === 102, 'the pending MSI');
       expect(d.bar(BAR0_MSIX_PBA_OFFSET, 8)).toBe(0);
       // rewrite the entry's data: vector 0x42, whose handler rings a doorbell that exits
       let exitBell = 0;

@@ -29,6 +29,15 @@ export interface VirtioInterrupt {
   /** The device configuration changed (e.g. a disk's capacity). */
   signalConfigChange(): void;
   /**
+   * Optional: the eventfd whose signal is all {@link signalUsedQueue} would do for queue `index`
+   * now (MSI-X on, its vector unmasked and routed), for a device thread that raises its interrupts
+   * itself; undefined when the transport must do it (INTx, masked vector: pending bit). The
+   * answer changes when the driver reprograms MSI-X: the transport calls
+   * {@link VirtioDevice.interruptRoutingChanged} then. The fd is the transport's: a device that
+   * keeps it past {@link VirtioDevice.close} duplicates it.
+   */
+  usedQueueIrqfd?(index: number): number | undefined;
+  /**
    * The device hit an error it cannot recover from without a reset, outside a `processQueue` call
    * (e.g. a fatal `VirtQueueError` met when an asynchronous I/O completes). The transport sets
    * DEVICE_NEEDS_RESET and, after DRIVER_OK, sends a configuration change notification (§2.1.2).
@@ -82,6 +91,13 @@ export abstract class VirtioDevice implements VmDevice {
     void fds;
     return false;
   }
+
+  /**
+   * After activation, the driver changed how interrupts are delivered (MSI-X enable, masks,
+   * table entries, queue vectors): a device that caches {@link VirtioInterrupt.usedQueueIrqfd}
+   * asks again. Default: nothing.
+   */
+  interruptRoutingChanged(): void {}
 
   /**
    * The driver set DRIVER_OK: start serving the queues. The queues are validated and carry the

@@ -50,10 +50,12 @@ export interface VirtioFsStats {
   doorbells: number;
   /** Guest doorbell writes those reads covered (the eventfd counters' sum). */
   doorbellWrites: number;
+  /** Used-buffer interrupts the queue thread sent through an irqfd itself (the rest go through the main thread). */
+  irqfdSignals: number;
 }
 
 /** The field order of {@link VirtioFsStats} in a shared Float64Array. */
-export const FS_STATS_FIELDS = ['chains', 'malformed', 'replies', 'errors', 'unanswerable', 'noReply', 'internalErrors', 'inodes', 'handles', 'inFlight', 'doorbells', 'doorbellWrites'] as const;
+export const FS_STATS_FIELDS = ['chains', 'malformed', 'replies', 'errors', 'unanswerable', 'noReply', 'internalErrors', 'inodes', 'handles', 'inFlight', 'doorbells', 'doorbellWrites', 'irqfdSignals'] as const;
 
 /** The FUSE server over one virtio-fs device's queues. */
 export class FsQueueService {
@@ -66,6 +68,7 @@ export class FsQueueService {
   #chains = 0;
   #doorbells = 0;
   #doorbellWrites = 0;
+  #irqfdSignals = 0;
   #malformed = 0;
   /** Requests running on the I/O threads. */
   #asyncInFlight = 0;
@@ -102,7 +105,13 @@ export class FsQueueService {
       inFlight: this.fs.inFlight,
       doorbells: this.#doorbells,
       doorbellWrites: this.#doorbellWrites,
+      irqfdSignals: this.#irqfdSignals,
     };
+  }
+
+  /** Count an interrupt sent through an irqfd. */
+  countIrqfd(): void {
+    this.#irqfdSignals++;
   }
 
   /** Count a doorbell eventfd read of `writes` guest writes. */

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads';
 import { KvmkitError } from '../../../errors';
 import { builtWorkerPath, workerExecArgv } from '../../../workerScript';
 import { FS_STATS_FIELDS } from './FsQueueService';
-import { CTL_ACK, CTL_SLOTS, type FromFsWorker, type FsWorkerData, type ToFsWorker } from './fsWorkerProtocol';
+import { CTL_ACK, CTL_SLOTS, MAX_FS_QUEUES, type FromFsWorker, type FsWorkerData, type ToFsWorker } from './fsWorkerProtocol';
 
 /** Idle queue threads kept for the next device; more are terminated. */
 const MAX_IDLE = 4;
@@ -20,6 +20,8 @@ const idle: FsQueueThread[] = [];
 export class FsQueueThread {
   readonly #worker: Worker;
   readonly #ctl = new Int32Array(new SharedArrayBuffer(CTL_SLOTS * 4));
+  /** Each queue's direct irqfd for the thread, or -1 (fsWorkerProtocol.ts). */
+  readonly irqfds = new Int32Array(new SharedArrayBuffer(MAX_FS_QUEUES * 4)).fill(-1);
   /** The counters the thread publishes (FS_STATS_FIELDS order). */
   readonly counters = new Float64Array(new SharedArrayBuffer(FS_STATS_FIELDS.length * 8));
   #seq = 0;
@@ -27,7 +29,11 @@ export class FsQueueThread {
   #onMessage: ((m: FromFsWorker) => void) | undefined;
 
   private constructor() {
-    const workerData: FsWorkerData = { ctl: this.#ctl.buffer as SharedArrayBuffer, stats: this.counters.buffer as SharedArrayBuffer };
+    const workerData: FsWorkerData = {
+      ctl: this.#ctl.buffer as SharedArrayBuffer,
+      stats: this.counters.buffer as SharedArrayBuffer,
+      irqfds: this.irqfds.buffer as SharedArrayBuffer,
+    };
     this.#worker = new Worker(builtWorkerPath('fs-worker.js', 'virtio-fs queue thread'), { name: 'virtio-fs', workerData, execArgv: workerExecArgv() });
     this.#worker.unref(); // the VM keeps the process alive, not its devices
     this.#worker.on('error', (e) => {
@@ -96,6 +102,7 @@ export class FsQueueThread {
    * next device, or end it. A thread that did not close cleanly is ended.
    */
   async release(clean: boolean): Promise<void> {
+    this.irqfds.fill(-1);
     if (this.#onMessage) this.#worker.off('message', this.#onMessage);
     this.#onMessage = undefined;
     if (clean && this.#failure === undefined && idle.length < MAX_IDLE) {

@@ -82,6 +82,8 @@ export class VirtioFs extends VirtioDevice {
   #active: VirtioActivation | undefined;
   /** Our duplicates of the queues' ioeventfds, watched by the queue thread. */
   #doorbells: number[] = [];
+  /** The transport's irqfds → our duplicates the queue thread signals. */
+  readonly #irqfdCopies = new Map<number, number>();
   #failure: string | undefined;
   #closing: Promise<void> | undefined;
 
@@ -183,6 +185,7 @@ export class VirtioFs extends VirtioDevice {
   activate(activation: VirtioActivation): void {
     this.#active = activation;
     const epoch = ++this.#epoch;
+    this.interruptRoutingChanged();
     this.#post({
       type: 'activate',
       epoch,
@@ -192,6 +195,30 @@ export class VirtioFs extends VirtioDevice {
       ),
       features: activation.features,
     });
+  }
+
+  /**
+   * Give the queue thread the irqfds it can signal itself (MSI-X, unmasked), duplicated so that
+   * they stay valid while it may use them; -1 sends the interrupt through this thread.
+   */
+  override interruptRoutingChanged(): void {
+    const a = this.#active;
+    const irqfds = this.#thread.irqfds;
+    for (let q = 0; q < this.queueMaxSizes.length; q++) {
+      const fd = a?.interrupt.usedQueueIrqfd?.(q);
+      Atomics.store(irqfds, q, fd === undefined ? -1 : this.#irqfdCopy(fd));
+    }
+  }
+
+  /** Our duplicate of the transport's irqfd `fd` (closed when the device closes), or -1. */
+  #irqfdCopy(fd: number): number {
+    let d = this.#irqfdCopies.get(fd);
+    if (d === undefined) {
+      d = fsLibc().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (d < 0) return -1;
+      this.#irqfdCopies.set(fd, d);
+    }
+    return d;
   }
 
   /** A doorbell that reached the main thread (an MMIO write, or a transport that kept the eventfds): the queue thread serves it. */
@@ -208,6 +235,7 @@ export class VirtioFs extends VirtioDevice {
   reset(): void {
     this.#active = undefined;
     this.#epoch++;
+    this.#thread.irqfds.fill(-1);
     if (this.#closing) return;
     this.#call({ type: 'reset', seq: 0 }, FS_RESET_DRAIN_MS + QUEUE_THREAD_ANSWER_MS);
   }
@@ -222,11 +250,13 @@ export class VirtioFs extends VirtioDevice {
     this.allowlistServer?.close();
     this.#active = undefined;
     this.#epoch++;
+    this.#thread.irqfds.fill(-1);
     const clean = await this.#thread.callAsync({ type: 'close', seq: 0 }, FS_RESET_DRAIN_MS + QUEUE_THREAD_ANSWER_MS);
     await this.#thread.release(clean);
     const c = fsLibc();
-    for (const fd of this.#doorbells) c.close(fd);
+    for (const fd of [...this.#doorbells, ...this.#irqfdCopies.values()]) c.close(fd);
     this.#doorbells = [];
+    this.#irqfdCopies.clear();
   }
 
   #post(m: ToFsWorker): void {

@@ -20,6 +20,9 @@ const port = parentPort!;
 const data = workerData as FsWorkerData;
 const ctl = new Int32Array(data.ctl);
 const counters = new Float64Array(data.stats);
+const irqfds = new Int32Array(data.irqfds);
+const one = new Uint8Array(8);
+new DataView(one.buffer).setBigUint64(0, 1n, true);
 
 function post(m: FromFsWorker): void {
   port.postMessage(m);
@@ -94,7 +97,16 @@ function activate(m: Extract<ToFsWorker, { type: 'activate' }>): void {
   mem = GuestMemory.fromMapped(m.regions);
   const at = epoch;
   const interrupt: VirtioInterrupt = {
-    signalUsedQueue: (index) => post({ type: 'used', epoch: at, index }),
+    signalUsedQueue: (index) => {
+      const fd = Atomics.load(irqfds, index);
+      if (fd >= 0) {
+        libc().write(fd, one, one.length); // MSI-X through KVM's irqfd, without the main thread
+        service?.countIrqfd();
+        publishStats();
+      } else {
+        post({ type: 'used', epoch: at, index });
+      }
+    },
     signalConfigChange: () => undefined, // virtio-fs has no configuration changes
     needsReset: (cause) => post({ type: 'needsReset', epoch: at, message: cause.message }),
   };

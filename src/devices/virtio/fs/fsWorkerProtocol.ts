@@ -10,7 +10,10 @@
  *   change in force, when the call returns.
  * - Worker → main: `used` (queue `index` needs its interrupt, decided by the worker with
  *   EVENT_IDX), `needsReset`, `error` (the share could not be opened in the worker).
- * - Counters: the worker stores {@link FS_STATS_FIELDS} in a shared Float64Array after every batch.
+ * - Counters: the worker stores FS_STATS_FIELDS in a shared Float64Array after every batch.
+ * - Interrupts: `irqfds[queue]` is the eventfd that raises the queue's interrupt directly
+ *   (VirtioInterrupt.usedQueueIrqfd, duplicated by the main thread), or -1: then the worker sends
+ *   `used` and the main thread raises it (INTx, a masked vector's pending bit).
  * @module
  */
 import type { GuestRegion } from '../../../memory/GuestMemory';
@@ -20,6 +23,8 @@ import type { ResolvedFsOptions } from './VirtioFsOptions';
 export const CTL_ACK = 0;
 /** Int32 slots of the control array. */
 export const CTL_SLOTS = 2;
+/** Queues an `irqfds` array has room for. */
+export const MAX_FS_QUEUES = 8;
 
 /** What the worker starts with. */
 export interface FsWorkerData {
@@ -27,6 +32,8 @@ export interface FsWorkerData {
   ctl: SharedArrayBuffer;
   /** SharedArrayBuffer of one Float64 per FS_STATS_FIELDS entry. */
   stats: SharedArrayBuffer;
+  /** SharedArrayBuffer of {@link MAX_FS_QUEUES} Int32: each queue's direct irqfd, or -1. */
+  irqfds: SharedArrayBuffer;
 }
 
 /** A queue as the transport configured it (virtio 1.2 §4.1.4.3), to rebuild in the worker. */

@@ -25,6 +25,11 @@ export interface MsixVectorSink {
   route(vector: number, message: MsiMessage): void;
   /** Send vector `vector`'s message now. Only called for a routed, deliverable vector. */
   fire(vector: number): void;
+  /**
+   * Optional: an eventfd whose signal sends vector `vector`'s routed message as {@link fire} does
+   * (KVM: the vector's irqfd), for a device thread that raises interrupts without the main thread.
+   */
+  irqfd?(vector: number): number | undefined;
 }
 
 /** Size of one MSI-X table entry: Message Address, Upper Address, Data, Vector Control (PCI 3.0 §6.8.2.6). */
@@ -118,6 +123,15 @@ export class MsixTable {
   isMasked(v: number): boolean {
     if (!this.#valid(v)) return true;
     return this.#functionMasked || (this.#entryControl(v) & MSIX_VECTOR_CONTROL_MASK) !== 0;
+  }
+
+  /**
+   * The eventfd that delivers vector `v` right now (MSI-X on, function and vector unmasked, the
+   * sink routed it), or undefined when {@link trigger} would do more (a pending bit) or nothing.
+   */
+  directIrqfd(v: number): number | undefined {
+    if (!this.#enabled || this.isMasked(v)) return undefined;
+    return this.sink.irqfd?.(v);
   }
 
   /** The Pending Bit of vector `v`. */

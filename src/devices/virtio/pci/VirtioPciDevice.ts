@@ -203,6 +203,7 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
     if (touches(at, len, c.msix + 2, 2)) {
       this.msix.setControl(this.config.readU16(c.msix + 2));
       this.#updateIntx();
+      this.#routingChanged();
     }
     if (touches(at, len, PCI_COMMAND, 2)) this.#updateIntx();
     if (touches(at, len, PCI_COMMAND, 2) || touches(at, len, PCI_BASE_ADDRESS_0, 8)) this.#updateBar();
@@ -242,6 +243,7 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
     try {
       if (offset >= BAR0_COMMON_OFFSET && offset < BAR0_COMMON_OFFSET + COMMON_CFG_SIZE) {
         this.common.write(offset - BAR0_COMMON_OFFSET, data);
+        this.#routingChanged(); // queue_msix_vector / config_msix_vector may have changed
       } else if (offset >= BAR0_DEVICE_OFFSET && offset < BAR0_DEVICE_OFFSET + BAR0_DEVICE_SIZE) {
         this.device.writeConfig(offset - BAR0_DEVICE_OFFSET, data.slice());
       } else if (offset >= BAR0_NOTIFY_OFFSET && offset < BAR0_NOTIFY_OFFSET + BAR0_NOTIFY_SIZE) {
@@ -250,10 +252,16 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
         this.notifyQueue(Math.floor((offset - BAR0_NOTIFY_OFFSET) / NOTIFY_OFF_MULTIPLIER));
       } else if (offset >= BAR0_MSIX_TABLE_OFFSET && offset < BAR0_MSIX_TABLE_OFFSET + BAR0_MSIX_TABLE_SIZE) {
         this.msix.writeTable(offset - BAR0_MSIX_TABLE_OFFSET, data);
+        this.#routingChanged();
       }
     } catch (e) {
       this.#fail(asError(e));
     }
+  }
+
+  /** Tell an active device that interrupt delivery may have changed (VirtioInterrupt.usedQueueIrqfd). */
+  #routingChanged(): void {
+    if (this.#active) this.device.interruptRoutingChanged();
   }
 
   // ------------------------------------------------------------------ machine side
@@ -339,6 +347,11 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
       },
       needsReset: (cause) => {
         if (epoch === this.#epoch) this.#fail(cause);
+      },
+      usedQueueIrqfd: (index) => {
+        if (epoch !== this.#epoch || !this.msix.enabled) return undefined;
+        const q = this.queues[index];
+        return q ? this.msix.directIrqfd(q.msixVector) : undefined;
       },
     };
   }

@@ -11,9 +11,18 @@ import { VIRTIO_F_VERSION_1, VIRTIO_ID_FS } from '../../../../src/devices/virtio
 import { FuseOpcode as Op } from '../../../../src/fuse/abi';
 import { cleanupTempDirs, ERR, tempDir } from '../../../fuse/helpers';
 import { processResources } from '../../../helpers/env';
+import { EventFd } from '../../../../src/hypervisor/kvm/EventFd';
 import { cat, FuseClient, le } from './fuseClient';
 
 afterAll(cleanupTempDirs);
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
 
 describe('VirtioFs device', () => {
   it('is device type 26 with tag[36] + le32 num_request_queues, a hiprio queue and one request queue', async () => {
@@ -114,6 +123,43 @@ describe('VirtioFs device', () => {
       expect(c.dev.stats.inFlight).toBe(0);
     } finally {
       await c.close();
+    }
+  });
+
+  it('raises used-buffer interrupts from the queue thread through the irqfd the transport offers, else through the main thread', async () => {
+    const c = FuseClient.create({ sharedDir: tempDir(), tag: 't' });
+    const irqfd = new EventFd();
+    try {
+      await c.init();
+      const driver = c.active.drivers[1]!;
+      const interrupt = c.active.interrupt;
+      // no irqfd offered (INTx, or a masked vector): the decision comes back to this thread
+      driver.usedEvent = driver.usedIdx; // EVENT_IDX: interrupt for the next used entry
+      const before = interrupt.used.length;
+      await c.getattr(1);
+      await until(() => interrupt.used.length > before);
+      expect(c.dev.stats.irqfdSignals).toBe(0);
+      // MSI-X unmasked: the queue thread signals the irqfd itself
+      Object.assign(interrupt, { usedQueueIrqfd: (q: number) => (q === 1 ? irqfd.fd : undefined) });
+      c.dev.interruptRoutingChanged();
+      const seen = interrupt.used.length;
+      for (let i = 0; i < 5; i++) {
+        driver.usedEvent = driver.usedIdx;
+        await c.getattr(1);
+      }
+      expect(c.dev.stats.irqfdSignals).toBe(5);
+      expect(irqfd.take()).toBe(5n);
+      expect(interrupt.used.length).toBe(seen);
+      // routing changed back (the guest masked the vector): through this thread again
+      Object.assign(interrupt, { usedQueueIrqfd: () => undefined });
+      c.dev.interruptRoutingChanged();
+      driver.usedEvent = driver.usedIdx;
+      await c.getattr(1);
+      await until(() => interrupt.used.length > seen);
+      expect(irqfd.take()).toBe(0n);
+    } finally {
+      await c.close();
+      irqfd.close();
     }
   });
 

@@ -489,6 +489,35 @@ describe('DRIVER_OK, doorbells and interrupts', () => {
     expect(fired).toEqual([2, 2]); // one pending bit, one message
   });
 
+  it('offers a queue the irqfd of its vector only while MSI-X delivers it directly, and tells the device when that changes', () => {
+    const r = rig();
+    const { d, virtio } = r;
+    let routingChanges = 0;
+    virtio.interruptRoutingChanged = () => void routingChanges++;
+    r.dev.msix.sink = { route: () => undefined, fire: () => undefined, irqfd: (v) => 100 + v };
+    const m = d.capabilities().find((c) => c.id === 0x11)!.at;
+    bringUp(r);
+    const irq = virtio.activations[0]!.interrupt;
+    expect(irq.usedQueueIrqfd!(1)).toBeUndefined(); // MSI-X off: INTx through the transport
+    const changesAtStart = routingChanges;
+    d.wcommon(COMMON_QUEUE_SELECT, 1, 2);
+    d.wcommon(COMMON_QUEUE_MSIX_VECTOR, 2, 2);
+    const e = BAR0_MSIX_TABLE_OFFSET + 16 * 2;
+    d.wbar(e, 0xfee0_0000n | (0x42n << 64n), 12);
+    d.wcfg(m + 2, 0x8000, 2); // enable
+    expect(irq.usedQueueIrqfd!(1)).toBeUndefined(); // the vector is still masked: a pending bit, not a message
+    d.wbar(e + 12, 0, 4); // unmask
+    expect(irq.usedQueueIrqfd!(1)).toBe(102);
+    expect(irq.usedQueueIrqfd!(0)).toBeUndefined(); // queue 0 has NO_VECTOR
+    d.wcfg(m + 2, 0xc000, 2); // function mask
+    expect(irq.usedQueueIrqfd!(1)).toBeUndefined();
+    expect(routingChanges - changesAtStart).toBeGreaterThanOrEqual(5);
+    d.wcfg(m + 2, 0x8000, 2);
+    expect(irq.usedQueueIrqfd!(1)).toBe(102);
+    d.setStatus(0); // reset: the old activation's interface offers nothing
+    expect(irq.usedQueueIrqfd!(1)).toBeUndefined();
+  });
+
   it('device config: reads come from configSpace() at any width, writes go to writeConfig', () => {
     const r = rig();
     const { d, virtio } = r;
