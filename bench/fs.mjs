@@ -25,8 +25,13 @@
 // The ratio is kvmkit / QEMU+virtiofsd; the issue's target is >= 1.0 on every row.
 //
 // Warm-up: every kvmkit child boots the guest twice, the first time on a throw-away share, and
-// keeps the second (V8's JIT tiers up over the first thousands of requests); the warm-up figures
-// are in the JSON as "(warm-up)". QEMU and virtiofsd are compiled code: one boot.
+// keeps the second (V8's JIT tiers up over the first thousands of requests; the device's queue
+// thread is kept in a pool across the two boots, so the measured one runs compiled code); the
+// warm-up figures are in the JSON as "(warm-up)". QEMU and virtiofsd are compiled code: one boot.
+//
+// Noise: the host is itself a VM that hands free memory back to its hypervisor (free page
+// reporting), so fresh page-cache pages fault in the outer hypervisor (~16 us a page): seqwrite
+// runs at ~300 MB/s or ~3 GB/s from one run to the next, for both peers. Take many rounds.
 //
 // Fairness: the machine's CPUs are shared with other work. Every round runs each peer once, in a
 // rotated order, and the table shows the median of the rounds (with min–max); before every run
