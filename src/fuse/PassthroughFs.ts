@@ -74,7 +74,9 @@ export interface PassthroughFsOptions {
 }
 
 /**
- * Size from which READ/WRITE leave the main thread for the I/O threads (IoThreads.ts). Measured
+ * Size from which READ/WRITE leave the calling thread for the I/O threads (IoThreads.ts), for a
+ * server on the main thread (the host-kernel /dev/fuse tests); VirtioFs's own queue thread serves
+ * them inline instead (`asyncMinBytes: Infinity`, FsQueueService.ts). Measured
  * with FuseServer.handle() on a page-cached file (this 2-CPU host, load average ~5 from other
  * work, so ±30 %): main-thread time per read, synchronous / on the I/O threads: 4 KiB 12–24 /
  * 45–68 µs, 64 KiB 16–32 / 40–42 µs, 128 KiB 26–29 / 36–38 µs, 256 KiB 46 / 45–48 µs, 1 MiB

@@ -47,7 +47,7 @@ export interface VirtioFsOptions {
   /**
    * After serving its queue, the device keeps looking at it for this many nanoseconds with
    * notifications off (QEMU's `poll-max-ns` for I/O threads), so a request sent right after a
-   * reply costs no doorbell and no wake-up; the main thread spins meanwhile. Default
+   * reply costs no doorbell and no wake-up; the device's queue thread spins meanwhile. Default
    * {@link DEFAULT_POLL_MAX_NS} (32,768, QEMU's); 0 turns polling off.
    */
   pollMaxNs?: number;
@@ -71,7 +71,7 @@ export const MAX_TAG_BYTES = 36;
 /** Default entry/attribute timeout in seconds (crosvm's). */
 export const DEFAULT_FS_TIMEOUT = 5;
 
-/** Longest polling window accepted (1 ms): beyond it the main thread would spin for nothing. */
+/** Longest polling window accepted (1 ms): beyond it the queue thread would spin for nothing. */
 export const MAX_POLL_NS = 1_000_000;
 
 const CACHE_POLICIES: readonly CachePolicy[] = ['never', 'auto', 'always'];
