@@ -49,6 +49,7 @@ export class FsQueueThread {
     let t = idle.pop();
     while (t && t.#failure !== undefined) t = idle.pop();
     t ??= new FsQueueThread();
+    t.counters.fill(0); // nothing of the previous device's, even before the thread takes `open`
     t.#onMessage = onMessage;
     t.#worker.on('message', onMessage);
     return t;

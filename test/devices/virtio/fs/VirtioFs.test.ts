@@ -12,7 +12,7 @@ import { FuseOpcode as Op } from '../../../../src/fuse/abi';
 import { cleanupTempDirs, ERR, tempDir } from '../../../fuse/helpers';
 import { processResources } from '../../../helpers/env';
 import { EventFd } from '../../../../src/hypervisor/kvm/EventFd';
-import { cat, FuseClient, le } from './fuseClient';
+import { cat, FuseClient, le, z } from './fuseClient';
 
 afterAll(cleanupTempDirs);
 
@@ -160,6 +160,28 @@ describe('VirtioFs device', () => {
     } finally {
       await c.close();
       irqfd.close();
+    }
+  });
+
+  it('a device made after another one closed gets a fresh queue thread state (the thread is reused)', async () => {
+    const first = tempDir();
+    writeFileSync(join(first, 'secret'), 'x');
+    const a = FuseClient.create({ sharedDir: first, tag: 'a', allowedPaths: ['/secret'] });
+    await a.init();
+    await a.lookup(1, 'secret');
+    expect(a.dev.stats.chains).toBe(2);
+    await a.close();
+    const second = tempDir();
+    writeFileSync(join(second, 'f'), 'y');
+    const b = FuseClient.create({ sharedDir: second, tag: 'b' });
+    try {
+      expect(b.dev.stats).toMatchObject({ chains: 0, replies: 0, handles: 0 });
+      await b.init();
+      expect((await b.lookup(1, 'f')).nodeid).toBeGreaterThan(1); // b's share, and no allowlist of a's
+      expect((await b.call(Op.LOOKUP, 1, z('secret'))).error).toBe(-ERR.ENOENT);
+      expect(b.dev.stats).toMatchObject({ chains: 3, inodes: 2 });
+    } finally {
+      await b.close();
     }
   });
 
