@@ -20,11 +20,18 @@ export interface GuestRegion {
   readonly hostAddress: number | bigint;
 }
 
+/** A view over one piece of guest RAM (at most CHUNK bytes). */
 interface Chunk {
   start: number; // guest-physical
   end: number;
   bytes: Uint8Array;
+  /** The same bytes as le16 / le32 elements, for aligned loads and stores without a view per access. */
+  u16: Uint16Array;
+  u32: Uint32Array;
 }
+
+/** Typed-array elements are host-endian: the aligned accessors below need a little-endian host (x86_64, aarch64 Linux). */
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /** Guest-physical memory. */
 export class GuestMemory {
@@ -38,7 +45,14 @@ export class GuestMemory {
       for (let off = 0; off < r.size; off += CHUNK) {
         const len = Math.min(CHUNK, r.size - off);
         const host = BigInt(r.hostAddress) + BigInt(off);
-        this.chunks.push({ start: r.guestAddress + off, end: r.guestAddress + off + len, bytes: new Uint8Array(nativeView(host, len)) });
+        const buffer = nativeView(host, len);
+        this.chunks.push({
+          start: r.guestAddress + off,
+          end: r.guestAddress + off + len,
+          bytes: new Uint8Array(buffer),
+          u16: new Uint16Array(buffer, 0, Math.floor(len / 2)),
+          u32: new Uint32Array(buffer, 0, Math.floor(len / 4)),
+        });
       }
     }
   }
@@ -83,6 +97,18 @@ export class GuestMemory {
     return this.regions.reduce((s, r) => s + r.size, 0);
   }
 
+  /** The chunk of the last aligned access: ring fields of one queue live in one chunk. */
+  #last: Chunk | undefined;
+
+  /** The chunk holding `[addr, addr+len)`, trying the last one first. */
+  private chunkAt(addr: number, len: number): Chunk {
+    const c = this.#last;
+    if (c !== undefined && addr >= c.start && addr + len <= c.end) return c;
+    const found = this.chunkFor(addr, len);
+    this.#last = found;
+    return found;
+  }
+
   private chunkFor(addr: number, len: number): Chunk {
     if (this.freed) throw new GuestMemoryError(BigInt(addr), len, 'guest memory was released (the VM has ended)');
     if (!Number.isSafeInteger(addr) || !Number.isSafeInteger(len) || addr < 0 || len < 0) {
@@ -104,6 +130,8 @@ export class GuestMemory {
   /** True when `[addr, addr+len)` is entirely guest RAM. */
   contains(addr: number, len: number): boolean {
     if (this.freed || !Number.isSafeInteger(addr) || !Number.isSafeInteger(len) || addr < 0 || len < 0) return false;
+    const last = this.#last;
+    if (len > 0 && last !== undefined && addr >= last.start && addr + len <= last.end) return true;
     // An empty range is inside RAM when its address is (a region's end counts).
     if (len === 0) return this.regions.some((r) => addr >= r.guestAddress && addr <= r.guestAddress + r.size);
     let a = addr;
@@ -157,6 +185,42 @@ export class GuestMemory {
     return new DataView(s.buffer, s.byteOffset, len);
   }
 
+  /**
+   * Load the le16 at an even `addr` in one access (a field the guest may be writing meanwhile,
+   * such as `avail.idx`, cannot tear) without allocating: the virtqueue's hot path.
+   * @throws GuestMemoryError outside RAM; RangeError for an odd address
+   */
+  loadU16(addr: number): number {
+    if (addr % 2 !== 0) throw new RangeError(`loadU16 at odd address 0x${addr.toString(16)}`);
+    if (!LITTLE_ENDIAN_HOST) return this.readU16(addr);
+    const c = this.chunkAt(addr, 2);
+    return c.u16[(addr - c.start) / 2]!;
+  }
+
+  /** Store a le16 at an even `addr` in one access (see {@link loadU16}). */
+  storeU16(addr: number, v: number): void {
+    if (addr % 2 !== 0) throw new RangeError(`storeU16 at odd address 0x${addr.toString(16)}`);
+    if (!LITTLE_ENDIAN_HOST) return this.writeU16(addr, v);
+    const c = this.chunkAt(addr, 2);
+    c.u16[(addr - c.start) / 2] = v;
+  }
+
+  /** Load the le32 at a 4-byte aligned `addr` in one access, without allocating. */
+  loadU32(addr: number): number {
+    if (addr % 4 !== 0) throw new RangeError(`loadU32 at unaligned address 0x${addr.toString(16)}`);
+    if (!LITTLE_ENDIAN_HOST) return this.readU32(addr);
+    const c = this.chunkAt(addr, 4);
+    return c.u32[(addr - c.start) / 4]!;
+  }
+
+  /** Store a le32 at a 4-byte aligned `addr` in one access (see {@link loadU32}). */
+  storeU32(addr: number, v: number): void {
+    if (addr % 4 !== 0) throw new RangeError(`storeU32 at unaligned address 0x${addr.toString(16)}`);
+    if (!LITTLE_ENDIAN_HOST) return this.writeU32(addr, v);
+    const c = this.chunkAt(addr, 4);
+    c.u32[(addr - c.start) / 4] = v >>> 0;
+  }
+
   readU8(addr: number): number { return this.slice(addr, 1)[0]; }
   readU16(addr: number): number { return this.dv(addr, 2).getUint16(0, true); }
   readU32(addr: number): number { return this.dv(addr, 4).getUint32(0, true); }
@@ -204,6 +268,7 @@ export class GuestMemory {
     if (this.freed) return;
     this.freed = true;
     this.chunks.length = 0;
+    this.#last = undefined;
     if (this.owned) for (const r of this.regions) libc().munmap(r.hostAddress, r.size);
   }
 }

@@ -71,4 +71,38 @@ describe('GuestMemory', () => {
     mem.free();
     expect(() => mem.read(0, 1)).toThrow(GuestMemoryError);
   });
+
+  it('aligned loadU16/U32 and storeU16/U32 agree with the byte view, in every region, and check address, alignment and free()', () => {
+    const mem = GuestMemory.allocate([{ guestAddress: 0, size: 2 * MiB }, { guestAddress: 4 * MiB, size: MiB }]);
+    try {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 6 * MiB }), fc.integer({ min: 0, max: 0xffff_ffff }), (raw, v) => {
+          const a4 = raw - (raw % 4);
+          const inside = mem.contains(a4, 4);
+          if (!inside) {
+            expect(() => mem.loadU32(a4)).toThrow(GuestMemoryError);
+            expect(() => mem.storeU16(a4, 1)).toThrow(GuestMemoryError);
+            return;
+          }
+          mem.storeU32(a4, v);
+          expect(mem.readU32(a4)).toBe(v);
+          expect(mem.loadU32(a4)).toBe(v);
+          expect(mem.loadU16(a4)).toBe(v & 0xffff);
+          expect(mem.loadU16(a4 + 2)).toBe(v >>> 16);
+          mem.storeU16(a4 + 2, 0xbeef);
+          expect([...mem.read(a4 + 2, 2)]).toEqual([0xef, 0xbe]);
+        }),
+        { numRuns: 3000 },
+      );
+      expect(() => mem.loadU16(1)).toThrow(RangeError);
+      expect(() => mem.loadU32(2)).toThrow(RangeError);
+      expect(() => mem.storeU32(6, 0)).toThrow(RangeError);
+      expect(() => mem.loadU32(2 * MiB)).toThrow(GuestMemoryError); // the gap between the regions
+      expect(mem.contains(2 * MiB - 4, 8)).toBe(false);
+    } finally {
+      mem.free();
+    }
+    expect(() => mem.loadU16(0)).toThrow(GuestMemoryError);
+    expect(mem.contains(0, 4)).toBe(false);
+  });
 });

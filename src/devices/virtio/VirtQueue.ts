@@ -570,18 +570,30 @@ interface RawDescriptor {
 
 /** Read struct virtq_desc (§2.7.5) at `addr`, which the caller checked lies in RAM. */
 function readDescriptor(mem: GuestMemory, addr: number): RawDescriptor {
-  const b = bytesAt(mem, addr, VIRTQ_DESC_SIZE);
-  const v = new DataView(b.buffer, b.byteOffset, VIRTQ_DESC_SIZE);
-  const addrLo = v.getUint32(0, true);
-  const addrHi = v.getUint32(4, true);
+  let addrLo: number, addrHi: number, len: number, flagsNext: number;
+  if (addr % 4 === 0) {
+    // The hot path: descriptor tables are 16-byte aligned (§2.7); four loads, no view per access.
+    addrLo = mem.loadU32(addr);
+    addrHi = mem.loadU32(addr + 4);
+    len = mem.loadU32(addr + 8);
+    flagsNext = mem.loadU32(addr + 12);
+  } else {
+    // An indirect table may be anywhere: read the 16 bytes through a view (or a copy across a boundary).
+    const b = bytesAt(mem, addr, VIRTQ_DESC_SIZE);
+    const v = new DataView(b.buffer, b.byteOffset, VIRTQ_DESC_SIZE);
+    addrLo = v.getUint32(0, true);
+    addrHi = v.getUint32(4, true);
+    len = v.getUint32(8, true);
+    flagsNext = v.getUint32(12, true);
+  }
   return {
     // Above 2^53 no guest RAM exists (and the number would be inexact).
     addr: addrHi < 0x20_0000 ? addrHi * 0x1_0000_0000 + addrLo : undefined,
     addrHi,
     addrLo,
-    len: v.getUint32(8, true),
-    flags: v.getUint16(12, true),
-    next: v.getUint16(14, true),
+    len,
+    flags: flagsNext & 0xffff,
+    next: flagsNext >>> 16,
   };
 }
 
@@ -599,32 +611,26 @@ function bytesAt(mem: GuestMemory, addr: number, len: number): Uint8Array {
   }
 }
 
-const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
-
 /**
  * Load a le16 ring field in one access. The driver updates `avail.idx`, `used_event` and flags
  * while we read them; a DataView or byte-wise read can tear (V8's unoptimised DataView reads byte
  * by byte), a Uint16Array element load cannot. Ring fields are 2-byte aligned (§2.7).
  */
 function readU16(mem: GuestMemory, addr: number): number {
+  if (addr % 2 === 0) return mem.loadU16(addr);
   const b = bytesAt(mem, addr, 2);
-  if (LITTLE_ENDIAN_HOST && (b.byteOffset & 1) === 0) return new Uint16Array(b.buffer, b.byteOffset, 1)[0]!;
   return b[0]! | (b[1]! << 8);
 }
 
 /** Store a le16 ring field (`used.idx`, `avail_event`, `used.flags`) in one access; see `readU16`. */
 function writeU16(mem: GuestMemory, addr: number, v: number): void {
-  const b = mem.slice(addr, 2);
-  if (LITTLE_ENDIAN_HOST && (b.byteOffset & 1) === 0) new Uint16Array(b.buffer, b.byteOffset, 1)[0] = v;
-  else new DataView(b.buffer, b.byteOffset, 2).setUint16(0, v, true);
+  mem.storeU16(addr, v); // ring fields are 2-byte aligned (validate())
 }
 
 /** Write struct virtq_used_elem {le32 id; le32 len} (§2.7.8); 4-byte aligned like the used ring. */
 function writeUsedElem(mem: GuestMemory, addr: number, id: number, len: number): void {
-  const b = mem.slice(addr, VIRTQ_USED_ELEM_SIZE);
-  const v = new DataView(b.buffer, b.byteOffset, VIRTQ_USED_ELEM_SIZE);
-  v.setUint32(0, id, true);
-  v.setUint32(4, len, true);
+  mem.storeU32(addr, id);
+  mem.storeU32(addr + 4, len);
 }
 
 function isPowerOfTwo(n: number): boolean {
