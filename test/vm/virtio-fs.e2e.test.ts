@@ -168,7 +168,7 @@ describe.skipIf(!HAS_KVM)('virtio-fs on kvmkit (probe guest)', () => {
     const { info, records, output } = await runFs(share, 'probe.test=fsbench,fs probe.fs.lookups=500 probe.fs.files=300 probe.fs.size=8');
     expect(info.reason, output).toBe('poweroff');
     const bench = records.filter((r) => r.key === 'fsbench');
-    expect(bench.map((b) => b.case)).toEqual(['lookup-getattr', 'create-write-release', 'seqwrite', 'seqread']);
+    expect(bench.map((b) => b.case)).toEqual(['lookup-getattr', 'create-write-release', 'seqwrite', 'rewrite', 'seqread']);
     for (const b of bench) expect(b, JSON.stringify(b)).toMatchObject({ errors: '0', first_err: '0' });
     expect(bench[0]!.ops).toBe('500');
     expect(bench[1]).toMatchObject({ ops: '300', bytes: String(300 * 4096) });

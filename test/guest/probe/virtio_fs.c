@@ -19,7 +19,7 @@
  * request, default 5000), probe.fs.flags=N (INIT flags), probe.fs.destroy=0|1 (send FUSE_DESTROY
  * at the end, default 1), probe.fs.bad=all|<case>,... (fs: malformed requests afterwards, default
  * none), probe.fs.bad_timeout_ms=N (default 500);
- * fsbench: probe.fs.bench=lookup,create,seqwrite,seqread, probe.fs.lookups=N (default 10000),
+ * fsbench: probe.fs.bench=lookup,create,seqwrite,rewrite,seqread, probe.fs.lookups=N (default 10000),
  * probe.fs.files=N (default 1000), probe.fs.filesize=N (default 4096), probe.fs.size=MiB
  * (default 256), probe.fs.bs=N (bytes per READ/WRITE, default 1 MiB, capped by max_write and
  * max_pages), probe.fs.tsc_khz=N.
@@ -1928,6 +1928,21 @@ static void fsbench_test(void)
 			snprintf(ex, sizeof(ex), "bs=%llu first_err=%s fsync_err=%s fsync_us=%llu", (unsigned long long)wbs,
 				 err_str(sq.first, tmp, sizeof(tmp)), err_str(rs, tmp + 8, 8), (unsigned long long)fsync_us);
 			bench_line("seqwrite", sq.reqs, sq.bytes, sq.errs, sq.cyc, khz, ex);
+		}
+	}
+
+	/* rewrite: bench.bin again, in place (its pages are in the host's page cache: no allocation) */
+	if (bench_on("rewrite")) {
+		int r = fs_lookup(FUSE_ROOT_ID, "bench.bin", &e);
+		if (!r)
+			r = fs_open(FUSE_OPEN, e.nodeid, L_O_WRONLY, &o);
+		if (r) {
+			result("bench-open", "OPEN", r, NULL);
+		} else {
+			struct seq sq = bench_seq(true, e.nodeid, o.fh, total, wbs);
+			fs_release(FUSE_RELEASE, e.nodeid, o.fh, L_O_WRONLY);
+			snprintf(ex, sizeof(ex), "bs=%llu first_err=%s", (unsigned long long)wbs, err_str(sq.first, tmp, sizeof(tmp)));
+			bench_line("rewrite", sq.reqs, sq.bytes, sq.errs, sq.cyc, khz, ex);
 		}
 	}
 

@@ -134,7 +134,7 @@ describe.skipIf(skipReason !== '')('probe virtio-fs client against QEMU vhost-us
     });
     checkBoot(run, 'pc', 'myfs');
     const bench = run.r.probe.filter((p) => p.key === 'fsbench');
-    expect(bench.map((b) => b.case)).toEqual(['lookup-getattr', 'create-write-release', 'seqwrite', 'seqread']);
+    expect(bench.map((b) => b.case)).toEqual(['lookup-getattr', 'create-write-release', 'seqwrite', 'rewrite', 'seqread']);
     for (const b of bench) {
       expect(b, JSON.stringify(b)).toMatchObject({ errors: '0', first_err: '0' });
       expect(Number(b.us)).toBeGreaterThan(0);
