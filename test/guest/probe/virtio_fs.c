@@ -1826,6 +1826,26 @@ static bool bench_err(int r, u64 *errs, int *first)
 	return r == FS_E_TIMEOUT || r == FS_E_NEEDSRESET;
 }
 
+/* LOOKUP and OPEN bench.bin, read or write it whole in `bs` requests, RELEASE: one fsbench line */
+static void bench_existing(const char *cs, bool write, u64 total, u64 bs, u64 khz)
+{
+	struct fuse_entry_out e;
+	struct fuse_open_out o;
+	char tmp[16], ex[160];
+	u32 flags = write ? L_O_WRONLY : L_O_RDONLY;
+	int r = fs_lookup(FUSE_ROOT_ID, "bench.bin", &e);
+	if (!r)
+		r = fs_open(FUSE_OPEN, e.nodeid, flags, &o);
+	if (r) {
+		result("bench-open", "OPEN", r, NULL);
+		return;
+	}
+	struct seq sq = bench_seq(write, e.nodeid, o.fh, total, bs);
+	fs_release(FUSE_RELEASE, e.nodeid, o.fh, flags);
+	snprintf(ex, sizeof(ex), "bs=%llu first_err=%s", (unsigned long long)bs, err_str(sq.first, tmp, sizeof(tmp)));
+	bench_line(cs, sq.reqs, sq.bytes, sq.errs, sq.cyc, khz, ex);
+}
+
 static void fsbench_test(void)
 {
 	if (!fs_start("fsbench"))
@@ -1932,33 +1952,10 @@ static void fsbench_test(void)
 	}
 
 	/* rewrite: bench.bin again, in place (its pages are in the host's page cache: no allocation) */
-	if (bench_on("rewrite")) {
-		int r = fs_lookup(FUSE_ROOT_ID, "bench.bin", &e);
-		if (!r)
-			r = fs_open(FUSE_OPEN, e.nodeid, L_O_WRONLY, &o);
-		if (r) {
-			result("bench-open", "OPEN", r, NULL);
-		} else {
-			struct seq sq = bench_seq(true, e.nodeid, o.fh, total, wbs);
-			fs_release(FUSE_RELEASE, e.nodeid, o.fh, L_O_WRONLY);
-			snprintf(ex, sizeof(ex), "bs=%llu first_err=%s", (unsigned long long)wbs, err_str(sq.first, tmp, sizeof(tmp)));
-			bench_line("rewrite", sq.reqs, sq.bytes, sq.errs, sq.cyc, khz, ex);
-		}
-	}
-
-	if (bench_on("seqread")) {
-		int r = fs_lookup(FUSE_ROOT_ID, "bench.bin", &e);
-		if (!r)
-			r = fs_open(FUSE_OPEN, e.nodeid, L_O_RDONLY, &o);
-		if (r) {
-			result("bench-open", "OPEN", r, NULL);
-		} else {
-			struct seq sq = bench_seq(false, e.nodeid, o.fh, total, rbs);
-			fs_release(FUSE_RELEASE, e.nodeid, o.fh, L_O_RDONLY);
-			snprintf(ex, sizeof(ex), "bs=%llu first_err=%s", (unsigned long long)rbs, err_str(sq.first, tmp, sizeof(tmp)));
-			bench_line("seqread", sq.reqs, sq.bytes, sq.errs, sq.cyc, khz, ex);
-		}
-	}
+	if (bench_on("rewrite"))
+		bench_existing("rewrite", true, total, wbs, khz);
+	if (bench_on("seqread"))
+		bench_existing("seqread", false, total, rbs, khz);
 	u32 c, u;
 	fs_batch_forget_all(&c, &u);
 	fs_stop();
