@@ -55,12 +55,12 @@
 //   --dist      the kvmkit build to load (default dist/)
 //   --compare   also run the kvmkit peers from the build in DIR (ids kvmkit-dio@b, kvmkit-pc@b), interleaved
 // Needs `npm run build` (dist/) and `node scripts/fixtures.mjs probe`; `npm run bench` does both.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readSync, rmSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { makeRandomImage } from './image.mjs';
-import { hostTscKhz, keyValues, median, run } from './common.mjs';
+import { flag, hostTscKhz, keyValues, median, run, saveResult } from './common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROBE = join(root, 'test', 'fixtures', 'probe.bin');
@@ -265,17 +265,11 @@ export async function blockBench({ quick = false, rounds = quick ? 2 : 5, dir = 
     started: started.toISOString(), finished: new Date().toISOString(), quick, rounds, tscKhz, hostCpus: cpus().length,
     node: process.version, image: { bytes: imageBytes, dir }, configs, workloads: ws, summary, runs, failures,
   };
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 1)}\n`);
-  log(`\nEvery run's figures: ${out}`);
+  saveResult(out, result, log);
   return result;
 }
 
 const argv = process.argv.slice(2);
-const flag = (name) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   if (flag('--child')) {
     await child(JSON.parse(flag('--child')));

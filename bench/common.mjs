@@ -1,7 +1,8 @@
-// Pieces every benchmark here uses: medians, running a helper command, the host TSC rate, and
-// the k=v fields of a PROBE line.
+// Pieces every benchmark here uses: medians, running a helper command, the host TSC rate, the
+// k=v fields of a PROBE line, command-line flags and the JSON result file.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /** The median of a list of numbers. */
 export const median = (xs) => {
@@ -43,4 +44,18 @@ export function keyValues(text, rec = {}) {
     if (eq > 0) rec[tok.slice(0, eq)] = tok.slice(eq + 1);
   }
   return rec;
+}
+
+/** The value after `--name` on this process's command line, or undefined. */
+export function flag(name) {
+  const argv = process.argv.slice(2);
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** Write a bench's `result` as JSON to `out` (creating its folder) and say where. */
+export function saveResult(out, result, log) {
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(result, null, 1)}\n`);
+  log(`\nEvery run's figures: ${out}`);
 }

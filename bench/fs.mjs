@@ -64,7 +64,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { hostTscKhz, keyValues, median, run } from './common.mjs';
+import { flag, hostTscKhz, keyValues, median, run, saveResult } from './common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PROBE = join(root, 'test', 'fixtures', 'probe.bin');
@@ -295,17 +295,11 @@ export async function fsBench({ quick = false, rounds = quick ? 2 : 5, dir = '/v
     started: started.toISOString(), finished: new Date().toISOString(), quick, rounds, tscKhz, hostCpus: cpus().length,
     node: process.version, settings: o, peers, summary, runs, failures,
   };
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, `${JSON.stringify(result, null, 1)}\n`);
-  log(`\nEvery run's figures: ${out}`);
+  saveResult(out, result, log);
   return result;
 }
 
 const argv = process.argv.slice(2);
-const flag = (name) => {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   if (flag('--child')) {
     await child(JSON.parse(flag('--child')));

@@ -10,16 +10,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VirtualMachine } from '../dist/index.js';
 import { blockBench } from './blk.mjs';
-import { median } from './common.mjs';
+import { flag, median } from './common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const probe = join(root, 'test', 'fixtures', 'probe.bin');
-const runsArg = process.argv.indexOf('--runs');
 const QUICK = process.argv.includes('--quick');
-const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : QUICK ? 3 : 10;
-const onlyArg = process.argv.indexOf('--only');
-const ONLY = onlyArg > 0 ? process.argv[onlyArg + 1] : undefined;
-const roundsArg = process.argv.indexOf('--rounds');
+const RUNS = flag('--runs') ? Number(flag('--runs')) : QUICK ? 3 : 10;
+const ONLY = flag('--only');
+/** Rounds of the block and fs benches (their defaults when absent). */
+const ROUNDS = flag('--rounds') ? Number(flag('--rounds')) : undefined;
 const QEMU = '/usr/bin/qemu-system-x86_64';
 // The probe runs in ring 3: on a paravirtual KVM ring-0 guest code is emulated (~0.7 µs per instruction).
 const PROBE_PARAMS = 'probe.cmd=poweroff probe.ring=3';
@@ -123,7 +122,7 @@ for (const cpus of !ONLY || ONLY === 'boot' ? [1, 2] : []) {
   }
 }
 if (!ONLY || ONLY === 'blk') {
-  const r = await blockBench({ quick: QUICK, rounds: roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : undefined });
+  const r = await blockBench({ quick: QUICK, rounds: ROUNDS });
   if (r.failures.length) process.exitCode = 1;
 }
-if (!ONLY || ONLY === 'fs') if ((await (await import('./fs.mjs')).fsBench({ quick: QUICK, rounds: roundsArg > 0 ? Number(process.argv[roundsArg + 1]) : undefined })).failures.length) process.exitCode = 1; // virtio-fs vs QEMU + virtiofsd: bench/fs.mjs
+if (!ONLY || ONLY === 'fs') if ((await (await import('./fs.mjs')).fsBench({ quick: QUICK, rounds: ROUNDS })).failures.length) process.exitCode = 1; // virtio-fs vs QEMU + virtiofsd: bench/fs.mjs
