@@ -21,6 +21,7 @@ import {
 import { cleanupTempImages, makeImage, pattern, sha256 } from '../../../disk/helpers';
 import { allocRam, type Buf } from '../driver';
 import { BlkHarness, BUFFERS } from './harness';
+import { cat } from '../../../helpers/bytes';
 
 const RAM = 2 << 20;
 const SECTORS = 2048; // a 1 MiB image
@@ -208,7 +209,7 @@ function build(h: BlkHarness, s: Shape, zoneIndex: number, seed: number): Built 
       queueOk = false;
     }
   }
-  const readable = concat(bufs.filter((b) => !b.write && b.len > 0).map((b) => (b.addr >= RAM ? new Uint8Array(b.len) : mem.read(b.addr, b.len))));
+  const readable = cat(...bufs.filter((b) => !b.write && b.len > 0).map((b) => (b.addr >= RAM ? new Uint8Array(b.len) : mem.read(b.addr, b.len))));
   const writable = bufs.filter((b) => b.write && b.len > 0);
   const writableLen = writable.reduce((n, b) => n + b.len, 0);
   let head: number;
@@ -224,16 +225,6 @@ function build(h: BlkHarness, s: Shape, zoneIndex: number, seed: number): Built 
 function lastByte(writable: Buf[]): number {
   const w = writable[writable.length - 1]!;
   return w.addr + w.len - 1;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 // ---- the model ----
@@ -337,7 +328,7 @@ async function runBatch(r: Run, shapes: Shape[], seed: number): Promise<void> {
     expect({ head: b.head, len: byHead.get(b.head) }).toEqual({ head: b.head, len: e.len });
     if (e.status !== undefined) expect(mem.readU8(b.statusAddr!)).toBe(e.status);
     if (e.data) {
-      const got = concat(b.writable.map((w) => mem.read(w.addr, w.len))).subarray(0, e.data.length);
+      const got = cat(...b.writable.map((w) => mem.read(w.addr, w.len))).subarray(0, e.data.length);
       expect(Buffer.from(got).equals(Buffer.from(e.data))).toBe(true);
     }
     if (e.status === VIRTIO_BLK_S_OK && e.effects) {

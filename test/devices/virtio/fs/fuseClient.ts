@@ -8,6 +8,7 @@ import type { VirtioFsOptions } from '../../../../src/devices/virtio/fs/VirtioFs
 import type { GuestMemory } from '../../../../src/memory/GuestMemory';
 import { FuseOpcode as Op, IN_HEADER_SIZE, OUT_HEADER_SIZE } from '../../../../src/fuse/abi';
 import { activate, type ActiveDevice, allocRam, type Buf } from '../driver';
+import { cat } from '../../../helpers/bytes';
 
 /** Where request buffers start in guest RAM (the rings live below). */
 export const BUFFERS = 0x100000;
@@ -88,16 +89,7 @@ export function z(s: string | Uint8Array): Uint8Array {
   return out;
 }
 
-/** Concatenate byte arrays. */
-export function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+export { cat };
 
 /** A little-endian struct builder: `le().u32(1).u64(2n).bytes()`. */
 export function le(): Le {
