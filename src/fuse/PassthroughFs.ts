@@ -140,11 +140,7 @@ export class PassthroughFs {
     this.writeback = options.writeback ?? false;
     this.allowlist = options.allowlist;
     this.asyncMinBytes = options.asyncMinBytes ?? ASYNC_IO_MIN_BYTES;
-    const rootFd = c.openat(AT.FDCWD, cString(options.sharedDir), O.PATH | O.DIRECTORY | O.CLOEXEC, 0);
-    if (rootFd < 0) {
-      const e = c.errno();
-      throw new ConfigError('shared_dir', `must be an existing directory the VMM can open (${errnoName(e)})`, options.sharedDir);
-    }
+    const rootFd = openSharedDir(options.sharedDir);
     this.procFd = c.openat(AT.FDCWD, cString('/proc/self/fd'), O.PATH | O.DIRECTORY | O.CLOEXEC, 0);
     if (this.procFd < 0) {
       const e = c.errno();
@@ -854,6 +850,17 @@ function iovec(views: readonly Uint8Array[]): Uint8Array {
     iov[2 * i + 1] = BigInt(views[i]!.length);
   }
   return new Uint8Array(iov.buffer);
+}
+
+/**
+ * An `O_PATH` descriptor of the share's root directory.
+ * @throws ConfigError when `sharedDir` is not a directory the VMM can open
+ */
+export function openSharedDir(sharedDir: string): number {
+  const c = fsLibc();
+  const fd = c.openat(AT.FDCWD, cString(sharedDir), O.PATH | O.DIRECTORY | O.CLOEXEC, 0);
+  if (fd < 0) throw new ConfigError('shared_dir', `must be an existing directory the VMM can open (${errnoName(c.errno())})`, sharedDir);
+  return fd;
 }
 
 /** The process's umask, from /proc/self/status (reading it with umask(2) would change it). */

@@ -140,6 +140,11 @@ export const O = {
 /** F_DUPFD_CLOEXEC (linux/fcntl.h: F_LINUX_SPECIFIC_BASE + 6): a duplicate that closes on exec. */
 export const F_DUPFD_CLOEXEC = 1030;
 
+/** A close-on-exec duplicate of `fd`, or -1 (errno set). */
+export function dupCloexec(fd: number): number {
+  return fsLibc().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
 /** *at(2) flags (linux/fcntl.h). */
 export const AT = {
   FDCWD: -100,

@@ -7,19 +7,17 @@
  *   request queue; both serve every opcode the same way. No feature bits of its own (§5.11.3).
  * - Each descriptor chain is one FUSE request (device-readable) and its reply area
  *   (device-writable) (§5.11.6); the used length is the reply's length, 0 when there is none.
- *   Replies go out as operations finish, so large reads and writes (run on the thread pool)
- *   complete out of order.
- * - After serving a queue the device polls it for `pollMaxNs` (QueuePolling.ts, QEMU's
- *   `poll-max-ns`): FUSE drivers keep one request in flight per waiting task, and the next one
- *   usually follows the reply within microseconds, so it is served without a kick and a wake-up
- *   (bench/fs.mjs: LOOKUP+GETATTR pairs/s 8,282 without, 25,754 with, on this host).
+ * - The requests are served by the device's queue thread (FsQueueService.ts, fsWorkerMain.ts):
+ *   inline, in order (FSYNC and FALLOCATE on the I/O threads may finish later), then the queue is
+ *   polled for `pollMaxNs` (QueuePolling.ts, QEMU's `poll-max-ns`).
  *
  * See FuseServer for the wire behaviour and PassthroughFs for the confinement rules.
  * @module
  */
-import { ConfigError, errnoName, KvmkitError } from '../../../errors';
+import { KvmkitError } from '../../../errors';
 import { Allowlist, AllowlistError } from '../../../fuse/Allowlist';
-import { AT, cString, F_DUPFD_CLOEXEC, fsLibc, O } from '../../../fuse/libcFs';
+import { dupCloexec, fsLibc } from '../../../fuse/libcFs';
+import { openSharedDir } from '../../../fuse/PassthroughFs';
 import { AllowlistSocket } from './AllowlistSocket';
 import { VIRTIO_ID_FS, VIRTQUEUE_FEATURES } from '../constants';
 import { VirtioDevice, type VirtioActivation } from '../VirtioDevice';
@@ -102,7 +100,7 @@ export class VirtioFs extends VirtioDevice {
     this.writeback = o.writeback;
     this.allowlistSocket = o.allowlistSocket;
     this.pollMaxNs = o.pollMaxNs;
-    checkSharedDir(o.sharedDir);
+    fsLibc().close(openSharedDir(o.sharedDir)); // a bad path is a ConfigError here; the queue thread opens its own
     // The queue thread keeps its own copy; this one checks paths first, so both always agree.
     this.#allowlist = o.allowedPaths ? new Allowlist(o.allowedPaths) : undefined;
     if (o.allowlistSocket !== undefined) this.allowlistServer = AllowlistSocket.listen(o.allowlistSocket, this);
@@ -170,7 +168,7 @@ export class VirtioFs extends VirtioDevice {
     const c = fsLibc();
     const dups: number[] = [];
     for (const fd of fds) {
-      const d = c.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      const d = dupCloexec(fd);
       if (d < 0) {
         for (const x of dups) c.close(x);
         return false; // the transport keeps watching them and kicks through processQueue
@@ -214,7 +212,7 @@ export class VirtioFs extends VirtioDevice {
   #irqfdCopy(fd: number): number {
     let d = this.#irqfdCopies.get(fd);
     if (d === undefined) {
-      d = fsLibc().fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      d = dupCloexec(fd);
       if (d < 0) return -1;
       this.#irqfdCopies.set(fd, d);
     }
@@ -233,9 +231,7 @@ export class VirtioFs extends VirtioDevice {
    * so nothing writes guest RAM after the reset (§2.4.1).
    */
   reset(): void {
-    this.#active = undefined;
-    this.#epoch++;
-    this.#thread.irqfds.fill(-1);
+    this.#deactivate();
     if (this.#closing) return;
     this.#call({ type: 'reset', seq: 0 }, FS_RESET_DRAIN_MS + QUEUE_THREAD_ANSWER_MS);
   }
@@ -248,15 +244,20 @@ export class VirtioFs extends VirtioDevice {
 
   async #close(): Promise<void> {
     this.allowlistServer?.close();
-    this.#active = undefined;
-    this.#epoch++;
-    this.#thread.irqfds.fill(-1);
+    this.#deactivate();
     const clean = await this.#thread.callAsync({ type: 'close', seq: 0 }, FS_RESET_DRAIN_MS + QUEUE_THREAD_ANSWER_MS);
     await this.#thread.release(clean);
     const c = fsLibc();
     for (const fd of [...this.#doorbells, ...this.#irqfdCopies.values()]) c.close(fd);
     this.#doorbells = [];
     this.#irqfdCopies.clear();
+  }
+
+  /** The driver's activation is over: its interrupts and messages are stale from now on. */
+  #deactivate(): void {
+    this.#active = undefined;
+    this.#epoch++;
+    this.#thread.irqfds.fill(-1);
   }
 
   #post(m: ToFsWorker): void {
@@ -288,12 +289,4 @@ export class VirtioFs extends VirtioDevice {
     if (!al) throw new AllowlistError(`virtio-fs ${this.tag} has no allowlist: create it with allowlistSocket or allowedPaths`, undefined);
     return al;
   }
-}
-
-/** The share must be a directory this process can open (checked here so that a bad path is a ConfigError at construction). */
-function checkSharedDir(sharedDir: string): void {
-  const c = fsLibc();
-  const fd = c.openat(AT.FDCWD, cString(sharedDir), O.PATH | O.DIRECTORY | O.CLOEXEC, 0);
-  if (fd < 0) throw new ConfigError('shared_dir', `must be an existing directory the VMM can open (${errnoName(c.errno())})`, sharedDir);
-  c.close(fd);
 }
