@@ -13,6 +13,33 @@ const EAGAIN = 11;
 /** The eventfd counter is one u64 (eventfd(2)): reads and writes are exactly 8 bytes. */
 const COUNTER_SIZE = 8;
 
+/** Scratch counter for the fd-level helpers (one per thread: each worker loads this module). */
+const scratch = new Uint8Array(COUNTER_SIZE);
+const scratchView = new DataView(scratch.buffer);
+
+/**
+ * Add `n` to the counter of eventfd `fd` (one this thread does not own, e.g. a device thread's
+ * duplicate of an irqfd). A counter at its maximum drops the write, as {@link EventFd.signal}.
+ */
+export function signalEventFd(fd: number, n: bigint = 1n): void {
+  scratchView.setBigUint64(0, n, true);
+  libc().write(fd, scratch, COUNTER_SIZE);
+}
+
+/**
+ * Read and reset the counter of non-blocking eventfd `fd`; 0n when it was zero.
+ * @throws {@link KvmError} for any other read error
+ */
+export function takeEventFd(fd: number): bigint {
+  const r = libc().read(fd, scratch, COUNTER_SIZE);
+  if (r !== COUNTER_SIZE) {
+    const errno = libc().errno();
+    if (r < 0 && errno !== EAGAIN) throw new KvmError('read(eventfd)', errno);
+    return 0n;
+  }
+  return scratchView.getBigUint64(0, true);
+}
+
 /** Open eventfds of this process, for leak checks in tests. */
 let openCount = 0;
 
@@ -24,8 +51,6 @@ let openCount = 0;
 export class EventFd {
   /** The file descriptor (hand it to KVM_IOEVENTFD / KVM_IRQFD or to another thread). */
   readonly fd: number;
-  readonly #buf = new Uint8Array(COUNTER_SIZE);
-  readonly #view = new DataView(this.#buf.buffer);
   #poll?: ReturnType<typeof koffi.node.poll>;
   #closed = false;
 
@@ -56,21 +81,12 @@ export class EventFd {
    * event is pending anyway.
    */
   signal(n: bigint = 1n): void {
-    if (this.#closed) return;
-    this.#view.setBigUint64(0, n, true);
-    libc().write(this.fd, this.#buf, COUNTER_SIZE);
+    if (!this.#closed) signalEventFd(this.fd, n);
   }
 
   /** Read and reset the counter; 0n when it was zero. */
   take(): bigint {
-    if (this.#closed) return 0n;
-    const r = libc().read(this.fd, this.#buf, COUNTER_SIZE);
-    if (r !== COUNTER_SIZE) {
-      const errno = libc().errno();
-      if (r < 0 && errno !== EAGAIN) throw new KvmError('read(eventfd)', errno);
-      return 0n;
-    }
-    return this.#view.getBigUint64(0, true);
+    return this.#closed ? 0n : takeEventFd(this.fd);
   }
 
   /**

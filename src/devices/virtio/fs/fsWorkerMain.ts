@@ -8,7 +8,7 @@
  */
 import koffi from 'koffi';
 import { parentPort, workerData } from 'node:worker_threads';
-import { libc } from '../../../hypervisor/kvm/libc';
+import { signalEventFd, takeEventFd } from '../../../hypervisor/kvm/EventFd';
 import { GuestMemory } from '../../../memory/GuestMemory';
 import type { VirtioInterrupt } from '../VirtioDevice';
 import { VirtQueue } from '../VirtQueue';
@@ -21,8 +21,6 @@ const data = workerData as FsWorkerData;
 const ctl = new Int32Array(data.ctl);
 const counters = new Float64Array(data.stats);
 const irqfds = new Int32Array(data.irqfds);
-const one = new Uint8Array(8);
-new DataView(one.buffer).setBigUint64(0, 1n, true);
 
 function post(m: FromFsWorker): void {
   port.postMessage(m);
@@ -62,8 +60,6 @@ let epoch = 0;
 let broken = false;
 let mem: GuestMemory | undefined;
 const doorbells: { fd: number; handle: ReturnType<typeof koffi.node.poll> }[] = [];
-const counter = new Uint8Array(8);
-const counterView = new DataView(counter.buffer);
 
 function serve(index: number): void {
   if (!service?.active || broken) return;
@@ -73,6 +69,13 @@ function serve(index: number): void {
     broken = true;
     post({ type: 'needsReset', epoch, message: e instanceof Error ? e.message : String(e) });
   }
+}
+
+/** Forget the driver's activation: its guest-memory views and epoch. */
+function dropActivation(): void {
+  mem?.free();
+  mem = undefined;
+  epoch = 0;
 }
 
 function queueFrom(c: QueueConfig, m: GuestMemory, features: bigint): VirtQueue {
@@ -100,7 +103,7 @@ function activate(m: Extract<ToFsWorker, { type: 'activate' }>): void {
     signalUsedQueue: (index) => {
       const fd = Atomics.load(irqfds, index);
       if (fd >= 0) {
-        libc().write(fd, one, one.length); // MSI-X through KVM's irqfd, without the main thread
+        signalEventFd(fd); // MSI-X through KVM's irqfd, without the main thread
         service?.countIrqfd();
         publishStats();
       } else {
@@ -127,7 +130,8 @@ function watchDoorbells(fds: (number | undefined)[]): void {
     if (fd === undefined) return;
     const handle = koffi.node.poll(fd, { readable: true }, () => {
       // Reset the counter; one pass serves every write it counted.
-      if (libc().read(fd, counter, counter.length) === counter.length) service?.countDoorbell(Number(counterView.getBigUint64(0, true)));
+      const writes = takeEventFd(fd);
+      if (writes > 0n) service?.countDoorbell(Number(writes));
       serve(index);
     });
     doorbells.push({ fd, handle });
@@ -145,9 +149,7 @@ async function close(seq: number): Promise<void> {
   } finally {
     publishStats();
     service = undefined;
-    mem?.free();
-    mem = undefined;
-    epoch = 0;
+    dropActivation();
     ack(seq);
   }
 }
@@ -168,9 +170,7 @@ port.on('message', (m: ToFsWorker) => {
       return;
     case 'reset':
       service?.reset();
-      mem?.free();
-      mem = undefined;
-      epoch = 0;
+      dropActivation();
       ack(m.seq);
       return;
     case 'allow':
