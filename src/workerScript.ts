@@ -19,7 +19,8 @@ export function builtWorkerPath(name: string, what: string): string {
   const known = found.get(name);
   if (known) return known;
   const here = typeof __filename === 'string' ? dirname(__filename) : dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, name), join(here, '..', '..', 'dist', name), join(here, '..', 'dist', name), join(here, '..', '..', '..', '..', 'dist', name)];
+  // dist/ when running the bundle; src/ → ../dist when running the sources (the tests)
+  const candidates = [join(here, name), join(here, '..', 'dist', name)];
   const path = candidates.find((p) => existsSync(p));
   if (!path) throw new KvmkitError(`kvmkit's ${what} script is missing (looked in ${candidates.join(', ')}); run \`npm run build\``);
   found.set(name, path);

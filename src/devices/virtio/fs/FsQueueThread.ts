@@ -70,8 +70,7 @@ export class FsQueueThread {
    * @throws KvmkitError when it does not within `timeoutMs`
    */
   call(m: Extract<ToFsWorker, { seq: number }>, timeoutMs: number, what: string): void {
-    const seq = ++this.#seq;
-    this.#worker.postMessage({ ...m, seq });
+    const seq = this.#send(m);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const now = Atomics.load(this.#ctl, CTL_ACK);
@@ -86,8 +85,7 @@ export class FsQueueThread {
 
   /** As {@link call}, without blocking: resolves true once carried out, false after `timeoutMs`. */
   async callAsync(m: Extract<ToFsWorker, { seq: number }>, timeoutMs: number): Promise<boolean> {
-    const seq = ++this.#seq;
-    this.#worker.postMessage({ ...m, seq });
+    const seq = this.#send(m);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const now = Atomics.load(this.#ctl, CTL_ACK);
@@ -96,6 +94,13 @@ export class FsQueueThread {
       const r = Atomics.waitAsync(this.#ctl, CTL_ACK, now, Math.min(100, deadline - Date.now()));
       if (r.async) await r.value;
     }
+  }
+
+  /** Post `m` with the next sequence number, which the thread acknowledges when done. */
+  #send(m: Extract<ToFsWorker, { seq: number }>): number {
+    const seq = ++this.#seq;
+    this.#worker.postMessage({ ...m, seq });
+    return seq;
   }
 
   /**

@@ -349,7 +349,7 @@ export class VirtioPciDevice implements PciDevice, BusDevice {
         if (epoch === this.#epoch) this.#fail(cause);
       },
       usedQueueIrqfd: (index) => {
-        if (epoch !== this.#epoch || !this.msix.enabled) return undefined;
+        if (epoch !== this.#epoch) return undefined;
         const q = this.queues[index];
         return q ? this.msix.directIrqfd(q.msixVector) : undefined;
       },
